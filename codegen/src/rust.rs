@@ -1,0 +1,87 @@
+//! Rust output: prost messages, tonic client/server stubs and pbjson
+//! proto-JSON serde impls, formatted with rustfmt.
+//!
+//! prost-build and pbjson-build write into a scratch directory; the files are
+//! then given the generated-code header and formatted, so that the output
+//! depends only on the protos and the pinned toolchain.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::{Error, Outputs, header, io};
+
+pub fn generate(fds: prost_types::FileDescriptorSet, encoded: &[u8], out: &mut Outputs) -> Result<(), Error> {
+    let scratch = std::env::temp_dir().join(format!("pingora-config-codegen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).map_err(io("creating the scratch directory"))?;
+    let result = generate_into(&scratch, fds, encoded, out);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn generate_into(scratch: &Path, fds: prost_types::FileDescriptorSet, encoded: &[u8], out: &mut Outputs) -> Result<(), Error> {
+    let mut prost = prost_build::Config::new();
+    prost
+        .btree_map(["."])
+        // pbjson_types carries the well-known types with proto-JSON serde
+        // (Durations as "1.5s").
+        .compile_well_known_types()
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .enable_type_names();
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .build_transport(false)
+        .compile_well_known_types(true)
+        .out_dir(scratch)
+        .compile_fds_with_config(fds, prost)
+        .map_err(io("prost/tonic code generation"))?;
+
+    pbjson_build::Builder::new()
+        .register_descriptors(encoded)
+        .map_err(|e| Error::Other(format!("pbjson: {e}")))?
+        .out_dir(scratch)
+        .btree_map(["."])
+        .preserve_proto_field_names()
+        .build(&[".pingora_config"])
+        .map_err(|e| Error::Other(format!("pbjson: {e}")))?;
+
+    let mut names: Vec<PathBuf> = std::fs::read_dir(scratch)
+        .map_err(io("reading the scratch directory"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    names.sort();
+    for path in names {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let package = name.trim_end_matches(".rs").trim_end_matches(".serde");
+        let source = format!("proto/{}/*.proto", package.replace('.', "/"));
+        let code = std::fs::read_to_string(&path).map_err(io(path.display().to_string()))?;
+        let text = format!("{}\n{}", header("//", &source), rustfmt(&code)?);
+        out.insert(PathBuf::from("config/src/gen").join(&name), text.into_bytes());
+    }
+    Ok(())
+}
+
+/// Formats Rust source with the toolchain's rustfmt (edition 2024).
+fn rustfmt(code: &str) -> Result<String, Error> {
+    let mut child = Command::new("rustfmt")
+        .args(["--edition", "2024", "--emit", "stdout", "--quiet", "--config", "max_width=120"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("running rustfmt"))?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| Error::Other("rustfmt has no stdin".into()))?
+        .write_all(code.as_bytes())
+        .map_err(io("writing to rustfmt"))?;
+    let output = child.wait_with_output().map_err(io("waiting for rustfmt"))?;
+    if !output.status.success() {
+        return Err(Error::Other(format!("rustfmt failed: {}", String::from_utf8_lossy(&output.stderr))));
+    }
+    String::from_utf8(output.stdout).map_err(|e| Error::Other(e.to_string()))
+}

@@ -203,6 +203,9 @@ fn rule_words(r: &FieldRules) -> Vec<String> {
     if !r.r#in.is_empty() {
         w.push(format!("one of {}", r.r#in.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")));
     }
+    if !r.int_in.is_empty() {
+        w.push(format!("one of {}", r.int_in.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")));
+    }
     if r.format != 0 {
         w.push(formats::describe(r.format).to_owned());
     }

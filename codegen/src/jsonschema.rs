@@ -315,6 +315,9 @@ fn scalar(k: ScalarKind, r: &FieldRules, s: &mut Map<String, Value>) {
                 s.insert("type".into(), json!("integer"));
                 bounds(r, range, s);
             }
+            if !r.int_in.is_empty() {
+                s.insert("enum".into(), json!(r.int_in));
+            }
         }
     }
 }

@@ -111,7 +111,10 @@ impl<'m> Walk<'m> {
         let msg = &model.messages[index];
         let entries: &[(String, Option<Pos>, Node)] = match &node.value {
             Value::Map(e) => e,
-            Value::Null => &[],
+            Value::Null => {
+                self.report(node.pos, "type", format!("expected a mapping of {} fields, found nothing; write `{{}}` to use the defaults", msg.name()));
+                return;
+            }
             _ => {
                 self.report(node.pos, "type", format!("expected a mapping of {} fields, found {}", msg.name(), node.type_name()));
                 return;
@@ -317,7 +320,8 @@ impl<'m> Walk<'m> {
                     return;
                 };
                 let Some(nanos) = formats::parse_duration(s) else {
-                    self.report(node.pos, "duration", format!("`{s}` is not a duration: write seconds with an `s`, such as \"1.5s\" or \"0.250s\""));
+                    let hint = formats::suggest_duration(s).map(|d| format!("; did you mean \"{d}\"?")).unwrap_or_default();
+                    self.report(node.pos, "duration", format!("`{s}` is not a duration: write seconds with an `s`, such as \"1.5s\" or \"0.250s\"{hint}"));
                     return;
                 };
                 if let Some((text, min)) = &rules.duration_gte {
@@ -396,6 +400,10 @@ impl<'m> Walk<'m> {
                 if v < lo || v > hi {
                     self.report(node.pos, "type", format!("{v} is out of range {lo}..={hi}"));
                     return;
+                }
+                if !rules.int_in.is_empty() && !rules.int_in.iter().any(|&a| i128::from(a) == v) {
+                    let allowed: Vec<String> = rules.int_in.iter().map(|a| a.to_string()).collect();
+                    self.report(node.pos, "int_in", format!("{v} is not allowed; allowed: {}", allowed.join(", ")));
                 }
                 self.range(rules, v as f64, node.pos);
             }
@@ -513,12 +521,9 @@ fn field_name_of<'m>(field: &'m FieldModel, _key: &str) -> &'m str {
 }
 
 /// Whether a present value counts as "set": proto3 presence semantics, so a
-/// zero scalar or an empty list is unset, and a message written as null is
-/// an empty message, which is set.
+/// zero scalar or an empty list is unset, while a message or an `optional`
+/// scalar is set as soon as it is written (null is never a value).
 fn is_set(field: &FieldModel, node: &Node) -> bool {
-    if matches!(field.kind, FieldKind::Message(_)) && matches!(field.label, Label::Single | Label::Optional) {
-        return true;
-    }
     match (&field.label, &node.value) {
         (_, Value::Null) => false,
         (Label::Repeated, Value::Seq(items)) => !items.is_empty(),

@@ -154,6 +154,21 @@ pub fn parse_duration(s: &str) -> Option<i128> {
     Some(if neg { -total } else { total })
 }
 
+/// The proto-JSON form of a duration written with another unit (`500ms`,
+/// `2m`, `1h`), to suggest in an error message.
+pub fn suggest_duration(s: &str) -> Option<String> {
+    let units = [("ms", 0.001), ("us", 0.000_001), ("µs", 0.000_001), ("ns", 0.000_000_001), ("m", 60.0), ("h", 3600.0), ("sec", 1.0), ("", 1.0)];
+    for (unit, factor) in units {
+        if let Some(n) = s.trim().strip_suffix(unit).and_then(|n| n.trim().parse::<f64>().ok()) {
+            let secs = n * factor;
+            let text = format!("{secs:.9}");
+            let text = text.trim_end_matches('0').trim_end_matches('.');
+            return Some(format!("{text}s"));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +205,13 @@ mod tests {
         assert_eq!(parse_duration("1.s"), None);
         assert_eq!(parse_duration("500ms"), None);
         assert_eq!(parse_duration("1.5"), None);
+    }
+
+    #[test]
+    fn other_units_get_a_suggestion() {
+        assert_eq!(suggest_duration("500ms").as_deref(), Some("0.5s"));
+        assert_eq!(suggest_duration("2m").as_deref(), Some("120s"));
+        assert_eq!(suggest_duration("10").as_deref(), Some("10s"));
+        assert_eq!(suggest_duration("soon"), None);
     }
 }

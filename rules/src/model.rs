@@ -86,6 +86,7 @@ pub struct FieldRules {
     pub pattern: Option<(String, Regex)>,
     pub r#in: Vec<String>,
     pub format: i32,
+    pub int_in: Vec<i64>,
     pub gte: Option<f64>,
     pub lte: Option<f64>,
     pub gt: Option<f64>,
@@ -543,6 +544,10 @@ fn read_field_rules(m: &DynamicMessage, element: &str) -> Result<FieldRules, Mod
         pattern,
         r#in: strings_field(m, "in"),
         format,
+        int_in: match get(m, "int_in") {
+            Some(PValue::List(items)) => items.into_iter().filter_map(|v| v.as_i64()).collect(),
+            _ => Vec::new(),
+        },
         gte: f64_field(m, "gte"),
         lte: f64_field(m, "lte"),
         gt: f64_field(m, "gt"),

@@ -38,6 +38,9 @@ pub struct FieldRules {
     /// Numbers: exclusive upper bound.
     #[prost(double, optional, tag = "13")]
     pub lt: ::core::option::Option<f64>,
+    /// Integers: the value must be one of these.
+    #[prost(int64, repeated, tag = "16")]
+    pub int_in: ::prost::alloc::vec::Vec<i64>,
     /// google.protobuf.Duration: inclusive lower bound, in proto-JSON form ("0.5s").
     #[prost(string, optional, tag = "14")]
     pub duration_gte: ::core::option::Option<::prost::alloc::string::String>,

@@ -336,6 +336,9 @@ impl serde::Serialize for FieldRules {
         if self.lt.is_some() {
             len += 1;
         }
+        if !self.int_in.is_empty() {
+            len += 1;
+        }
         if self.duration_gte.is_some() {
             len += 1;
         }
@@ -402,6 +405,12 @@ impl serde::Serialize for FieldRules {
         if let Some(v) = self.lt.as_ref() {
             struct_ser.serialize_field("lt", v)?;
         }
+        if !self.int_in.is_empty() {
+            struct_ser.serialize_field(
+                "int_in",
+                &self.int_in.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            )?;
+        }
         if let Some(v) = self.duration_gte.as_ref() {
             struct_ser.serialize_field("duration_gte", v)?;
         }
@@ -457,6 +466,8 @@ impl<'de> serde::Deserialize<'de> for FieldRules {
             "lte",
             "gt",
             "lt",
+            "int_in",
+            "intIn",
             "duration_gte",
             "durationGte",
             "duration_lte",
@@ -487,6 +498,7 @@ impl<'de> serde::Deserialize<'de> for FieldRules {
             Lte,
             Gt,
             Lt,
+            IntIn,
             DurationGte,
             DurationLte,
             MinItems,
@@ -529,6 +541,7 @@ impl<'de> serde::Deserialize<'de> for FieldRules {
                             "lte" => Ok(GeneratedField::Lte),
                             "gt" => Ok(GeneratedField::Gt),
                             "lt" => Ok(GeneratedField::Lt),
+                            "intIn" | "int_in" => Ok(GeneratedField::IntIn),
                             "durationGte" | "duration_gte" => Ok(GeneratedField::DurationGte),
                             "durationLte" | "duration_lte" => Ok(GeneratedField::DurationLte),
                             "minItems" | "min_items" => Ok(GeneratedField::MinItems),
@@ -569,6 +582,7 @@ impl<'de> serde::Deserialize<'de> for FieldRules {
                 let mut lte__ = None;
                 let mut gt__ = None;
                 let mut lt__ = None;
+                let mut int_in__ = None;
                 let mut duration_gte__ = None;
                 let mut duration_lte__ = None;
                 let mut min_items__ = None;
@@ -654,6 +668,17 @@ impl<'de> serde::Deserialize<'de> for FieldRules {
                                 .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
                                 .map(|x| x.0);
                         }
+                        GeneratedField::IntIn => {
+                            if int_in__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("intIn"));
+                            }
+                            int_in__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
                         GeneratedField::DurationGte => {
                             if duration_gte__.is_some() {
                                 return Err(serde::de::Error::duplicate_field("durationGte"));
@@ -737,6 +762,7 @@ impl<'de> serde::Deserialize<'de> for FieldRules {
                     lte: lte__,
                     gt: gt__,
                     lt: lt__,
+                    int_in: int_in__.unwrap_or_default(),
                     duration_gte: duration_gte__,
                     duration_lte: duration_lte__,
                     min_items: min_items__,

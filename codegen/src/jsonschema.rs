@@ -84,6 +84,11 @@ fn message(model: &Model, m: &MessageModel) -> Value {
     let mut notes = Vec::new();
     for f in &m.fields {
         properties.insert(f.name.clone(), field(model, f, &mut notes));
+        // proto3 has no absent list: a list with min_items must be written.
+        let min_items = matches!(f.label, Label::Repeated) && f.rules.min_items.is_some_and(|n| n > 0);
+        if min_items && !f.rules.required {
+            required.push(Value::String(f.name.clone()));
+        }
         if f.rules.required {
             required.push(Value::String(f.name.clone()));
             all_of.push(set_schema(f));

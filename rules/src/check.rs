@@ -84,7 +84,10 @@ impl<'m> Walk<'m> {
                     let _ = write!(s, "[{i}]");
                 }
                 Seg::Key(k) if is_ident(k) => {
-                    let _ = write!(s, ".{k}");
+                    if !s.is_empty() {
+                        s.push('.');
+                    }
+                    s.push_str(k);
                 }
                 Seg::Key(k) => {
                     let _ = write!(s, "[{k:?}]");
@@ -123,15 +126,20 @@ impl<'m> Walk<'m> {
         // The value of each known field, by field index.
         let mut present: Vec<Option<&Node>> = vec![None; msg.fields.len()];
         let mut key_pos: Vec<Option<Pos>> = vec![None; msg.fields.len()];
+        // Fields whose value was already reported: rules about their
+        // presence would only repeat the same mistake.
+        let mut reported: Vec<bool> = vec![false; msg.fields.len()];
         for (key, kpos, value) in entries {
             match msg.by_name.get(key.as_str()) {
                 Some(&i) => {
                     present[i] = Some(value);
                     key_pos[i] = *kpos;
                     let field = &msg.fields[i];
+                    let before = self.out.violations.len();
                     self.path.push(Seg::Field(&field.name));
                     self.field(field, value);
                     self.path.pop();
+                    reported[i] = self.out.violations.len() > before;
                 }
                 None => {
                     let hint = suggest(key, msg.fields.iter().map(|f| f.name.as_str()))
@@ -152,8 +160,19 @@ impl<'m> Walk<'m> {
             Some((head, rest)) => msg.by_name.get(head).is_some_and(|&i| set[i] && present[i].is_some_and(|n| nested_is_set(model, &msg.fields[i], n, rest))),
         };
         let pos_of = |name: &str| msg.by_name.get(name.split('.').next().unwrap_or(name)).and_then(|&i| key_pos[i]).or(node.pos);
+        let any_reported = |names: &[String]| names.iter().any(|n| msg.by_name.get(n.split('.').next().unwrap_or(n)).is_some_and(|&i| reported[i]));
 
         for (i, f) in msg.fields.iter().enumerate() {
+            if reported[i] {
+                continue;
+            }
+            // proto3 has no absent list: a missing list is an empty one.
+            if let (Label::Repeated, None, Some(min)) = (&f.label, present[i], f.rules.min_items) {
+                if min > 0 && !f.rules.required {
+                    self.report_at(&f.name, node.pos, "min_items", format!("missing `{}`: needs at least {min} item{}", f.name, plural(min)));
+                    continue;
+                }
+            }
             if f.rules.required && !set[i] {
                 let what = match present[i] {
                     Some(_) => format!("`{}` is required and must not be empty", f.name),
@@ -168,12 +187,12 @@ impl<'m> Walk<'m> {
             if chosen.len() > 1 {
                 let second = chosen[1];
                 self.report_at(&msg.fields[second].name, key_pos[second], "oneof", format!("only one of {} may be set", quote_list(&members)));
-            } else if chosen.is_empty() && o.required {
+            } else if chosen.is_empty() && o.required && !o.fields.iter().any(|&i| reported[i]) {
                 self.report(node.pos, "oneof_required", format!("exactly one of {} is required", quote_list(&members)));
             }
         }
         let r = &msg.rules;
-        for g in &r.one_of {
+        for g in r.one_of.iter().filter(|g| !any_reported(&g.fields)) {
             let names: Vec<&str> = g.fields.iter().map(String::as_str).collect();
             let chosen: Vec<&str> = names.iter().copied().filter(|n| is(n)).collect();
             if chosen.len() > 1 {
@@ -182,7 +201,7 @@ impl<'m> Walk<'m> {
                 self.report(node.pos, "one_of", format!("exactly one of {} is required", quote_list(&names)));
             }
         }
-        for g in &r.any_of {
+        for g in r.any_of.iter().filter(|g| !any_reported(&g.fields)) {
             if !g.fields.iter().any(|n| is(n)) {
                 let names: Vec<&str> = g.fields.iter().map(String::as_str).collect();
                 self.report(node.pos, "any_of", format!("at least one of {} must be set", quote_list(&names)));
@@ -284,6 +303,12 @@ impl<'m> Walk<'m> {
             }
         }
         if let Some(key) = &rules.unique_by {
+            // When the key field is itself `required`, the item's own check
+            // reports it missing; do not say it twice.
+            let key_required = match &field.kind {
+                FieldKind::Message(i) => self.model.messages[*i].field(key).is_some_and(|f| f.rules.required),
+                _ => false,
+            };
             let mut seen: HashMap<&str, usize> = HashMap::new();
             for (i, item) in items.iter().enumerate() {
                 let Value::Map(entries) = &item.value else { continue };
@@ -296,7 +321,11 @@ impl<'m> Walk<'m> {
                             seen.insert(id, i);
                         }
                     }
-                    Some((_, _, Node { value: Value::Str(_), .. })) | None => {
+                    Some((_, _, Node { value: Value::Str(_), .. })) | None if key_required => {}
+                    Some((_, kpos, Node { value: Value::Str(_), .. })) => {
+                        self.report_at(field_name_of(field, key), *kpos, "required", format!("`{key}` must not be empty (every item of `{}` needs a unique {key})", field.name));
+                    }
+                    None => {
                         self.report_at(field_name_of(field, key), item.pos, "required", format!("missing required field `{key}` (every item of `{}` needs a unique {key})", field.name));
                     }
                     Some(_) => {} // wrong type: reported by the item's own check
@@ -319,6 +348,10 @@ impl<'m> Walk<'m> {
                     self.report(node.pos, "type", format!("expected a duration such as \"1.5s\", found {}", node.type_name()));
                     return;
                 };
+                if formats::parse_duration(s).is_none() && duration_re().is_match(s) {
+                    self.report(node.pos, "duration_range", format!("`{s}` is out of range: a duration is at most 315576000000s (10,000 years)"));
+                    return;
+                }
                 let Some(nanos) = formats::parse_duration(s) else {
                     let hint = formats::suggest_duration(s).map(|d| format!("; did you mean \"{d}\"?")).unwrap_or_default();
                     self.report(node.pos, "duration", format!("`{s}` is not a duration: write seconds with an `s`, such as \"1.5s\" or \"0.250s\"{hint}"));
@@ -389,6 +422,8 @@ impl<'m> Walk<'m> {
                 let wide = matches!(kind, ScalarKind::I64 | ScalarKind::U64);
                 let v = match &node.value {
                     Value::Int(i) => Some(*i),
+                    // proto-JSON (and JSON Schema's `integer`) accept 1.0 and 8e1.
+                    Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i128),
                     Value::Str(s) if wide && is_int_text(s) => s.parse::<i128>().ok(),
                     _ => None,
                 };
@@ -565,6 +600,11 @@ fn key_value(kind: &FieldKind, key: &str) -> Value {
 fn is_int_text(s: &str) -> bool {
     let d = s.strip_prefix('-').unwrap_or(s);
     !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn duration_re() -> &'static Regex {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| Regex::new(formats::DURATION_PATTERN).expect("the duration pattern compiles"))
 }
 
 fn timestamp_re() -> &'static Regex {

@@ -93,6 +93,9 @@ impl Node {
                     serde_json::Value::String(i.to_string())
                 }
             }
+            // An integral float is written as an integer: proto-JSON
+            // decoders of integer fields expect one.
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => serde_json::Value::from(*f as i64),
             Value::Float(f) => serde_json::Number::from_f64(*f)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),

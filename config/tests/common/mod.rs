@@ -86,5 +86,5 @@ fn compile_schema(kind: Kind) -> jsonschema::Validator {
 /// The rules JSON Schema can express; violations of the others are only
 /// found by the loader.
 pub fn schema_expresses(rule: &str) -> bool {
-    !matches!(rule, "ref" | "unique_by" | "compare" | "duration_gte" | "duration_lte" | "syntax" | "decode" | "io")
+    !matches!(rule, "ref" | "unique_by" | "compare" | "duration_gte" | "duration_lte" | "duration_range" | "syntax" | "decode" | "io")
 }

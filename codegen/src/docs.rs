@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use askama::Template;
-use pingora_config_rules::{formats, FieldKind, FieldModel, FieldRules, Label, Model, ScalarKind};
+use pingora_config_rules::{FieldKind, FieldModel, FieldRules, Label, Model, ScalarKind, formats};
 
 use crate::{Error, Outputs};
 
@@ -248,7 +248,8 @@ fn services(model: &Model) -> Vec<ServiceDoc> {
         if let Some(info) = &file.file_descriptor_proto().source_code_info {
             for loc in &info.location {
                 if let Some(c) = &loc.leading_comments {
-                    let text = c.lines().map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end()).collect::<Vec<_>>().join("\n");
+                    let text =
+                        c.lines().map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end()).collect::<Vec<_>>().join("\n");
                     comments.insert((file.name().to_owned(), loc.path.clone()), text.trim().to_owned());
                 }
             }
@@ -267,7 +268,11 @@ fn services(model: &Model) -> Vec<ServiceDoc> {
                 .map(|m| MethodDoc {
                     name: m.name().to_owned(),
                     input: short(m.input().full_name()).to_owned(),
-                    output: format!("{}`{}`", if m.is_server_streaming() { "stream of " } else { "" }, short(m.output().full_name())),
+                    output: format!(
+                        "{}`{}`",
+                        if m.is_server_streaming() { "stream of " } else { "" },
+                        short(m.output().full_name())
+                    ),
                     description: cell(&get(s.parent_file().name(), m.path())),
                 })
                 .collect(),

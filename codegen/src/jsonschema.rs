@@ -13,8 +13,8 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use pingora_config_rules::{formats, FieldKind, FieldModel, FieldRules, Label, MessageModel, Model, ScalarKind};
-use serde_json::{json, Map, Value};
+use pingora_config_rules::{FieldKind, FieldModel, FieldRules, Label, MessageModel, Model, ScalarKind, formats};
+use serde_json::{Map, Value, json};
 
 use crate::{Error, Outputs};
 
@@ -122,7 +122,8 @@ fn message(model: &Model, m: &MessageModel) -> Value {
     }
     for g in &m.rules.requires {
         if let Some((first, rest)) = g.fields.split_first() {
-            all_of.push(json!({ "if": by(first), "then": { "allOf": rest.iter().map(|n| by(n)).collect::<Vec<_>>() } }));
+            all_of
+                .push(json!({ "if": by(first), "then": { "allOf": rest.iter().map(|n| by(n)).collect::<Vec<_>>() } }));
         }
     }
     for w in &m.rules.required_when {
@@ -254,7 +255,12 @@ fn value(model: &Model, kind: &FieldKind, rules: Option<&FieldRules>, notes: &mu
         }
         FieldKind::Timestamp => {
             s.insert("type".into(), json!("string"));
-            s.insert("pattern".into(), json!(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"));
+            s.insert(
+                "pattern".into(),
+                json!(
+                    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+                ),
+            );
         }
         FieldKind::Enum { values, .. } => {
             s.insert("type".into(), json!("string"));
@@ -263,7 +269,10 @@ fn value(model: &Model, kind: &FieldKind, rules: Option<&FieldRules>, notes: &mu
         FieldKind::Scalar(k) => scalar(*k, r, &mut s),
     }
     if r.r#ref.is_some() {
-        notes.push(format!("`{field}` must name an existing resource in `{}` (checked by the loader).", r.r#ref.as_deref().unwrap_or_default()));
+        notes.push(format!(
+            "`{field}` must name an existing resource in `{}` (checked by the loader).",
+            r.r#ref.as_deref().unwrap_or_default()
+        ));
     }
     Value::Object(s)
 }
@@ -328,9 +337,7 @@ fn scalar(k: ScalarKind, r: &FieldRules, s: &mut Map<String, Value>) {
 }
 
 fn bounds(r: &FieldRules, range: Option<(i128, i128)>, s: &mut Map<String, Value>) {
-    let num = |v: f64| -> Value {
-        if v.fract() == 0.0 && v.abs() < 9.0e15 { json!(v as i64) } else { json!(v) }
-    };
+    let num = |v: f64| -> Value { if v.fract() == 0.0 && v.abs() < 9.0e15 { json!(v as i64) } else { json!(v) } };
     let lo = match (r.gte, range) {
         (Some(g), Some((l, _))) => Some(g.max(l as f64)),
         (g, Some((l, _))) => g.or(Some(l as f64)),

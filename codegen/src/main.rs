@@ -30,7 +30,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = if check { pingora_config_codegen::check(&root, &outputs) } else { pingora_config_codegen::write(&root, &outputs) };
+    let result = if check {
+        pingora_config_codegen::check(&root, &outputs)
+    } else {
+        pingora_config_codegen::write(&root, &outputs)
+    };
     match result {
         Ok(changed) if check && !changed.is_empty() => {
             eprintln!("codegen: generated files are out of date; run `make gen` and commit the result:");

@@ -12,15 +12,16 @@ use std::process::{Command, Stdio};
 use crate::{Error, Outputs, header, io};
 
 pub fn generate(fds: prost_types::FileDescriptorSet, encoded: &[u8], out: &mut Outputs) -> Result<(), Error> {
-    let scratch = std::env::temp_dir().join(format!("pingora-config-codegen-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).map_err(io("creating the scratch directory"))?;
-    let result = generate_into(&scratch, fds, encoded, out);
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    let scratch = tempfile::tempdir().map_err(io("creating the scratch directory"))?;
+    generate_into(scratch.path(), fds, encoded, out)
 }
 
-fn generate_into(scratch: &Path, fds: prost_types::FileDescriptorSet, encoded: &[u8], out: &mut Outputs) -> Result<(), Error> {
+fn generate_into(
+    scratch: &Path,
+    fds: prost_types::FileDescriptorSet,
+    encoded: &[u8],
+    out: &mut Outputs,
+) -> Result<(), Error> {
     let mut prost = prost_build::Config::new();
     prost
         .btree_map(["."])
@@ -58,15 +59,18 @@ fn generate_into(scratch: &Path, fds: prost_types::FileDescriptorSet, encoded: &
         let package = name.trim_end_matches(".rs").trim_end_matches(".serde");
         let source = format!("proto/{}/*.proto", package.replace('.', "/"));
         let code = std::fs::read_to_string(&path).map_err(io(path.display().to_string()))?;
-        let text = format!("{}\n{}", header("//", &source), rustfmt(&code)?);
+        let text = format!("{}\n{}", header("//", &source), rustfmt(scratch, &code)?);
         out.insert(PathBuf::from("config/src/gen").join(&name), text.into_bytes());
     }
     Ok(())
 }
 
-/// Formats Rust source with the toolchain's rustfmt (edition 2024).
-fn rustfmt(code: &str) -> Result<String, Error> {
+/// Formats Rust source with the toolchain's rustfmt (edition 2024). It runs
+/// in the scratch directory so that no `rustfmt.toml` around the caller's
+/// working directory changes the output.
+fn rustfmt(scratch: &Path, code: &str) -> Result<String, Error> {
     let mut child = Command::new("rustfmt")
+        .current_dir(scratch)
         .args(["--edition", "2024", "--emit", "stdout", "--quiet", "--config", "max_width=120"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

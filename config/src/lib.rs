@@ -9,10 +9,9 @@
 //! - [`validate_message`]: the same rules for a message that arrived decoded
 //!   (a gRPC write, an etcd value).
 
-
 mod load;
 
-pub use load::{load_file, load_str, model, validate_message, Document, DESCRIPTOR_SET};
+pub use load::{DESCRIPTOR_SET, Document, load_file, load_str, model, validate_message};
 pub use pingora_config_rules::{Pos, Reference, Report, Violation};
 
 /// The config resources, the bootstrap settings and the management API.

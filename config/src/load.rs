@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use pingora_config_rules::{check, parse_yaml, Model, Node, Reference, Report, Violation};
-use serde::de::DeserializeOwned;
+use pingora_config_rules::{Model, Node, Reference, Report, Violation, check, parse_yaml};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::v1;
 
@@ -58,7 +58,12 @@ pub fn load_file<T: Document>(path: &Path) -> Result<T, Report> {
     let origin = path.display().to_string();
     let src = std::fs::read_to_string(path).map_err(|e| Report {
         origin: origin.clone(),
-        violations: vec![Violation { path: String::new(), pos: None, rule: "io", message: format!("cannot read the file: {e}") }],
+        violations: vec![Violation {
+            path: String::new(),
+            pos: None,
+            rule: "io",
+            message: format!("cannot read the file: {e}"),
+        }],
     })?;
     load_str::<T>(&src, &origin).map(|(v, _)| v)
 }

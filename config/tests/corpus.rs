@@ -6,8 +6,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{corpus, schema_validator, Case, Kind};
-use pingora_config::{load_str, v1, Report};
+use common::{Case, Kind, corpus, schema_validator};
+use pingora_config::{Report, load_str, v1};
 
 fn load(case: &Case) -> Result<(), Report> {
     let origin = case.path.display().to_string();
@@ -23,7 +23,11 @@ fn the_corpus_is_large_enough_and_covers_both_documents() {
     assert!(cases.len() >= 40, "the corpus has {} documents, want at least 40", cases.len());
     for kind in [Kind::Config, Kind::Bootstrap] {
         for valid in [true, false] {
-            assert!(cases.iter().any(|c| c.kind == kind && c.valid == valid), "no {} {kind:?} document", if valid { "valid" } else { "invalid" });
+            assert!(
+                cases.iter().any(|c| c.kind == kind && c.valid == valid),
+                "no {} {kind:?} document",
+                if valid { "valid" } else { "invalid" }
+            );
         }
     }
     for case in cases.iter().filter(|c| !c.valid) {
@@ -44,7 +48,9 @@ fn the_loader_accepts_exactly_the_valid_documents_and_reports_the_expected_error
                 let got: BTreeSet<(String, String)> = report
                     .violations
                     .iter()
-                    .map(|v| (if v.path.is_empty() { "(document)".to_owned() } else { v.path.clone() }, v.rule.to_owned()))
+                    .map(|v| {
+                        (if v.path.is_empty() { "(document)".to_owned() } else { v.path.clone() }, v.rule.to_owned())
+                    })
                     .collect();
                 if got != case.errors {
                     failures.push(format!("{name}: expected {:?}\n  got {:?}\n{report}", case.errors, got));
@@ -92,8 +98,12 @@ fn an_independent_json_schema_validator_agrees_with_the_loader() {
                 failures.push(format!("{name}: marked cannot-express, but the schema rejects it:\n{}", errs.join("\n")));
             }
         }
-        if !case.valid && case.schema_cannot_express.is_some() && case.errors.iter().all(|(_, r)| common::schema_expresses(r)) {
-            failures.push(format!("{name}: marked cannot-express but every expected rule is one JSON Schema expresses"));
+        if !case.valid
+            && case.schema_cannot_express.is_some()
+            && case.errors.iter().all(|(_, r)| common::schema_expresses(r))
+        {
+            failures
+                .push(format!("{name}: marked cannot-express but every expected rule is one JSON Schema expresses"));
         }
     }
     assert!(checked > 0);
@@ -108,8 +118,10 @@ fn every_valid_document_passes_again_as_a_decoded_message() {
     for case in corpus().into_iter().filter(|c| c.valid) {
         let origin = case.path.display().to_string();
         let result = match case.kind {
-            Kind::Config => load_str::<v1::Config>(&case.text, &origin).and_then(|(c, _)| pingora_config::validate_message(&c, "decoded")),
-            Kind::Bootstrap => load_str::<v1::Bootstrap>(&case.text, &origin).and_then(|(c, _)| pingora_config::validate_message(&c, "decoded")),
+            Kind::Config => load_str::<v1::Config>(&case.text, &origin)
+                .and_then(|(c, _)| pingora_config::validate_message(&c, "decoded")),
+            Kind::Bootstrap => load_str::<v1::Bootstrap>(&case.text, &origin)
+                .and_then(|(c, _)| pingora_config::validate_message(&c, "decoded")),
         };
         if let Err(report) = result {
             failures.push(format!("{origin}:\n{report}"));

@@ -9,9 +9,9 @@
 
 mod common;
 
-use common::{corpus, schema_expresses, schema_validator, Case, Kind};
-use pingora_config::{load_str, v1, validate_message, Report};
-use pingora_config_rules::{parse_yaml, Node, Value};
+use common::{Case, Kind, corpus, schema_expresses, schema_validator};
+use pingora_config::{Report, load_str, v1, validate_message};
+use pingora_config_rules::{Node, Value, parse_yaml};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -36,7 +36,8 @@ fn scalar() -> impl Strategy<Value = Scalar> {
     prop_oneof![
         Just(Scalar::Null),
         any::<bool>().prop_map(Scalar::Bool),
-        prop_oneof![Just(0i64), Just(1), Just(-1), Just(65536), Just(i64::from(u32::MAX) + 1), any::<i64>()].prop_map(Scalar::Int),
+        prop_oneof![Just(0i64), Just(1), Just(-1), Just(65536), Just(i64::from(u32::MAX) + 1), any::<i64>()]
+            .prop_map(Scalar::Int),
         prop_oneof![Just(0.5f64), Just(-1.0), Just(1e300)].prop_map(Scalar::Float),
         prop_oneof![
             Just(String::new()),
@@ -59,7 +60,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     let at = 0usize..10_000;
     prop_oneof![
         at.clone().prop_map(Mutation::DropKey),
-        (at.clone(), prop_oneof![Just("upstreamId".to_owned()), Just("id ".to_owned()), "[a-z_]{1,10}"]).prop_map(|(i, k)| Mutation::RenameKey(i, k)),
+        (at.clone(), prop_oneof![Just("upstreamId".to_owned()), Just("id ".to_owned()), "[a-z_]{1,10}"])
+            .prop_map(|(i, k)| Mutation::RenameKey(i, k)),
         (at.clone(), scalar()).prop_map(|(i, s)| Mutation::Replace(i, s)),
         at.clone().prop_map(Mutation::DuplicateItem),
         at.prop_map(Mutation::MapToList),
@@ -103,10 +105,10 @@ fn nth(root: &mut Node, n: usize) -> &mut Node {
 fn apply(tree: &mut Node, m: &Mutation) {
     match m {
         Mutation::DropKey(i) => {
-            if let Value::Map(entries) = &mut nth(tree, *i).value {
-                if !entries.is_empty() {
-                    entries.remove(i % entries.len());
-                }
+            if let Value::Map(entries) = &mut nth(tree, *i).value
+                && !entries.is_empty()
+            {
+                entries.remove(i % entries.len());
             }
         }
         Mutation::RenameKey(i, k) => {
@@ -127,10 +129,10 @@ fn apply(tree: &mut Node, m: &Mutation) {
             }
         }
         Mutation::DuplicateItem(i) => {
-            if let Value::Seq(items) = &mut nth(tree, *i).value {
-                if let Some(first) = items.first().cloned() {
-                    items.push(first);
-                }
+            if let Value::Seq(items) = &mut nth(tree, *i).value
+                && let Some(first) = items.first().cloned()
+            {
+                items.push(first);
             }
         }
         Mutation::MapToList(i) => {

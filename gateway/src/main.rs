@@ -50,7 +50,9 @@ fn validate(kind: Kind, files: &[PathBuf]) -> ExitCode {
     for file in files {
         let outcome = match kind {
             Kind::Config => pingora_config::load_file::<v1::Config>(file).map(|c| summary(&c)),
-            Kind::Bootstrap => pingora_config::load_file::<v1::Bootstrap>(file).map(|b| format!("{} listener(s)", b.listeners.len())),
+            Kind::Bootstrap => {
+                pingora_config::load_file::<v1::Bootstrap>(file).map(|b| format!("{} listener(s)", b.listeners.len()))
+            }
         };
         match outcome {
             Ok(what) => println!("{}: ok ({what})", file.display()),

@@ -115,11 +115,22 @@ impl<'m> Walk<'m> {
         let entries: &[(String, Option<Pos>, Node)] = match &node.value {
             Value::Map(e) => e,
             Value::Null => {
-                self.report(node.pos, "type", format!("expected a mapping of {} fields, found nothing; write `{{}}` to use the defaults", msg.name()));
+                self.report(
+                    node.pos,
+                    "type",
+                    format!(
+                        "expected a mapping of {} fields, found nothing; write `{{}}` to use the defaults",
+                        msg.name()
+                    ),
+                );
                 return;
             }
             _ => {
-                self.report(node.pos, "type", format!("expected a mapping of {} fields, found {}", msg.name(), node.type_name()));
+                self.report(
+                    node.pos,
+                    "type",
+                    format!("expected a mapping of {} fields, found {}", msg.name(), node.type_name()),
+                );
                 return;
             }
         };
@@ -157,21 +168,33 @@ impl<'m> Walk<'m> {
         let set: Vec<bool> = msg.fields.iter().zip(&present).map(|(f, v)| v.is_some_and(|v| is_set(f, v))).collect();
         let is = |name: &str| match name.split_once('.') {
             None => msg.by_name.get(name).is_some_and(|&i| set[i]),
-            Some((head, rest)) => msg.by_name.get(head).is_some_and(|&i| set[i] && present[i].is_some_and(|n| nested_is_set(model, &msg.fields[i], n, rest))),
+            Some((head, rest)) => msg
+                .by_name
+                .get(head)
+                .is_some_and(|&i| set[i] && present[i].is_some_and(|n| nested_is_set(model, &msg.fields[i], n, rest))),
         };
-        let pos_of = |name: &str| msg.by_name.get(name.split('.').next().unwrap_or(name)).and_then(|&i| key_pos[i]).or(node.pos);
-        let any_reported = |names: &[String]| names.iter().any(|n| msg.by_name.get(n.split('.').next().unwrap_or(n)).is_some_and(|&i| reported[i]));
+        let pos_of =
+            |name: &str| msg.by_name.get(name.split('.').next().unwrap_or(name)).and_then(|&i| key_pos[i]).or(node.pos);
+        let any_reported = |names: &[String]| {
+            names.iter().any(|n| msg.by_name.get(n.split('.').next().unwrap_or(n)).is_some_and(|&i| reported[i]))
+        };
 
         for (i, f) in msg.fields.iter().enumerate() {
             if reported[i] {
                 continue;
             }
             // proto3 has no absent list: a missing list is an empty one.
-            if let (Label::Repeated, None, Some(min)) = (&f.label, present[i], f.rules.min_items) {
-                if min > 0 && !f.rules.required {
-                    self.report_at(&f.name, node.pos, "min_items", format!("missing `{}`: needs at least {min} item{}", f.name, plural(min)));
-                    continue;
-                }
+            if let (Label::Repeated, None, Some(min)) = (&f.label, present[i], f.rules.min_items)
+                && min > 0
+                && !f.rules.required
+            {
+                self.report_at(
+                    &f.name,
+                    node.pos,
+                    "min_items",
+                    format!("missing `{}`: needs at least {min} item{}", f.name, plural(min)),
+                );
+                continue;
             }
             if f.rules.required && !set[i] {
                 let what = match present[i] {
@@ -186,7 +209,12 @@ impl<'m> Walk<'m> {
             let chosen: Vec<usize> = o.fields.iter().copied().filter(|&i| present[i].is_some()).collect();
             if chosen.len() > 1 {
                 let second = chosen[1];
-                self.report_at(&msg.fields[second].name, key_pos[second], "oneof", format!("only one of {} may be set", quote_list(&members)));
+                self.report_at(
+                    &msg.fields[second].name,
+                    key_pos[second],
+                    "oneof",
+                    format!("only one of {} may be set", quote_list(&members)),
+                );
             } else if chosen.is_empty() && o.required && !o.fields.iter().any(|&i| reported[i]) {
                 self.report(node.pos, "oneof_required", format!("exactly one of {} is required", quote_list(&members)));
             }
@@ -196,7 +224,12 @@ impl<'m> Walk<'m> {
             let names: Vec<&str> = g.fields.iter().map(String::as_str).collect();
             let chosen: Vec<&str> = names.iter().copied().filter(|n| is(n)).collect();
             if chosen.len() > 1 {
-                self.report_at(field_name(msg, chosen[1]), pos_of(chosen[1]), "one_of", format!("only one of {} may be set", quote_list(&names)));
+                self.report_at(
+                    field_name(msg, chosen[1]),
+                    pos_of(chosen[1]),
+                    "one_of",
+                    format!("only one of {} may be set", quote_list(&names)),
+                );
             } else if chosen.is_empty() && g.required {
                 self.report(node.pos, "one_of", format!("exactly one of {} is required", quote_list(&names)));
             }
@@ -208,11 +241,16 @@ impl<'m> Walk<'m> {
             }
         }
         for g in &r.requires {
-            if let Some((first, rest)) = g.fields.split_first() {
-                if is(first) {
-                    for other in rest.iter().filter(|o| !is(o)) {
-                        self.report_at(field_name(msg, other), pos_of(first), "requires", format!("`{other}` is required when `{first}` is set"));
-                    }
+            if let Some((first, rest)) = g.fields.split_first()
+                && is(first)
+            {
+                for other in rest.iter().filter(|o| !is(o)) {
+                    self.report_at(
+                        field_name(msg, other),
+                        pos_of(first),
+                        "requires",
+                        format!("`{other}` is required when `{first}` is set"),
+                    );
                 }
             }
         }
@@ -221,10 +259,16 @@ impl<'m> Walk<'m> {
                 Value::Str(s) => Some(s.as_str()),
                 _ => None,
             });
-            if let Some(v) = when_value {
-                if w.equals.iter().any(|e| e == v) && !is(&w.field) {
-                    self.report_at(field_name(msg, &w.field), pos_of(&w.when), "required_when", format!("`{}` is required when `{}` is {v}", w.field, w.when));
-                }
+            if let Some(v) = when_value
+                && w.equals.iter().any(|e| e == v)
+                && !is(&w.field)
+            {
+                self.report_at(
+                    field_name(msg, &w.field),
+                    pos_of(&w.when),
+                    "required_when",
+                    format!("`{}` is required when `{}` is {v}", w.field, w.when),
+                );
             }
         }
         for c in &r.compare {
@@ -237,7 +281,12 @@ impl<'m> Walk<'m> {
                     CompareOp::Gte => l >= rv,
                 };
                 if !ok {
-                    self.report_at(field_name(msg, &c.lhs), pos_of(&c.lhs), "compare", format!("`{}` must be {} `{}`", c.lhs, c.op.symbol(), c.rhs));
+                    self.report_at(
+                        field_name(msg, &c.lhs),
+                        pos_of(&c.lhs),
+                        "compare",
+                        format!("`{}` must be {} `{}`", c.lhs, c.op.symbol(), c.rhs),
+                    );
                 }
             }
         }
@@ -279,15 +328,15 @@ impl<'m> Walk<'m> {
 
     fn list_rules(&mut self, field: &'m FieldModel, rules: &FieldRules, items: &[Node], pos: Option<Pos>) {
         let n = items.len() as u32;
-        if let Some(min) = rules.min_items {
-            if n < min {
-                self.report(pos, "min_items", format!("needs at least {min} item{}, has {n}", plural(min)));
-            }
+        if let Some(min) = rules.min_items
+            && n < min
+        {
+            self.report(pos, "min_items", format!("needs at least {min} item{}, has {n}", plural(min)));
         }
-        if let Some(max) = rules.max_items {
-            if n > max {
-                self.report(pos, "max_items", format!("allows at most {max} item{}, has {n}", plural(max)));
-            }
+        if let Some(max) = rules.max_items
+            && n > max
+        {
+            self.report(pos, "max_items", format!("allows at most {max} item{}, has {n}", plural(max)));
         }
         if rules.unique {
             let mut seen: HashMap<String, usize> = HashMap::new();
@@ -316,17 +365,35 @@ impl<'m> Walk<'m> {
                 match entries.iter().find(|(k, _, _)| k == key) {
                     Some((_, kpos, Node { value: Value::Str(id), .. })) if !id.is_empty() => {
                         if let Some(first) = seen.get(id.as_str()) {
-                            self.report_at(field_name_of(field, key), *kpos, "unique_by", format!("duplicate {key} `{id}`, already used by {}[{first}]", field.name));
+                            self.report_at(
+                                field_name_of(field, key),
+                                *kpos,
+                                "unique_by",
+                                format!("duplicate {key} `{id}`, already used by {}[{first}]", field.name),
+                            );
                         } else {
                             seen.insert(id, i);
                         }
                     }
                     Some((_, _, Node { value: Value::Str(_), .. })) | None if key_required => {}
                     Some((_, kpos, Node { value: Value::Str(_), .. })) => {
-                        self.report_at(field_name_of(field, key), *kpos, "required", format!("`{key}` must not be empty (every item of `{}` needs a unique {key})", field.name));
+                        self.report_at(
+                            field_name_of(field, key),
+                            *kpos,
+                            "required",
+                            format!("`{key}` must not be empty (every item of `{}` needs a unique {key})", field.name),
+                        );
                     }
                     None => {
-                        self.report_at(field_name_of(field, key), item.pos, "required", format!("missing required field `{key}` (every item of `{}` needs a unique {key})", field.name));
+                        self.report_at(
+                            field_name_of(field, key),
+                            item.pos,
+                            "required",
+                            format!(
+                                "missing required field `{key}` (every item of `{}` needs a unique {key})",
+                                field.name
+                            ),
+                        );
                     }
                     Some(_) => {} // wrong type: reported by the item's own check
                 }
@@ -345,46 +412,74 @@ impl<'m> Walk<'m> {
             FieldKind::Message(i) => self.message(*i, node),
             FieldKind::Duration => {
                 let Value::Str(s) = &node.value else {
-                    self.report(node.pos, "type", format!("expected a duration such as \"1.5s\", found {}", node.type_name()));
+                    self.report(
+                        node.pos,
+                        "type",
+                        format!("expected a duration such as \"1.5s\", found {}", node.type_name()),
+                    );
                     return;
                 };
                 if formats::parse_duration(s).is_none() && duration_re().is_match(s) {
-                    self.report(node.pos, "duration_range", format!("`{s}` is out of range: a duration is at most 315576000000s (10,000 years)"));
+                    self.report(
+                        node.pos,
+                        "duration_range",
+                        format!("`{s}` is out of range: a duration is at most 315576000000s (10,000 years)"),
+                    );
                     return;
                 }
                 let Some(nanos) = formats::parse_duration(s) else {
-                    let hint = formats::suggest_duration(s).map(|d| format!("; did you mean \"{d}\"?")).unwrap_or_default();
-                    self.report(node.pos, "duration", format!("`{s}` is not a duration: write seconds with an `s`, such as \"1.5s\" or \"0.250s\"{hint}"));
+                    let hint =
+                        formats::suggest_duration(s).map(|d| format!("; did you mean \"{d}\"?")).unwrap_or_default();
+                    self.report(
+                        node.pos,
+                        "duration",
+                        format!(
+                            "`{s}` is not a duration: write seconds with an `s`, such as \"1.5s\" or \"0.250s\"{hint}"
+                        ),
+                    );
                     return;
                 };
-                if let Some((text, min)) = &rules.duration_gte {
-                    if nanos < *min {
-                        self.report(node.pos, "duration_gte", format!("must be at least {text}, is {s}"));
-                    }
+                if let Some((text, min)) = &rules.duration_gte
+                    && nanos < *min
+                {
+                    self.report(node.pos, "duration_gte", format!("must be at least {text}, is {s}"));
                 }
-                if let Some((text, max)) = &rules.duration_lte {
-                    if nanos > *max {
-                        self.report(node.pos, "duration_lte", format!("must be at most {text}, is {s}"));
-                    }
+                if let Some((text, max)) = &rules.duration_lte
+                    && nanos > *max
+                {
+                    self.report(node.pos, "duration_lte", format!("must be at most {text}, is {s}"));
                 }
             }
             FieldKind::Timestamp => {
                 let ok = matches!(&node.value, Value::Str(s) if timestamp_re().is_match(s));
                 if !ok {
-                    self.report(node.pos, "type", "expected an RFC 3339 timestamp such as \"2026-01-02T03:04:05Z\"".into());
+                    self.report(
+                        node.pos,
+                        "type",
+                        "expected an RFC 3339 timestamp such as \"2026-01-02T03:04:05Z\"".into(),
+                    );
                 }
             }
             FieldKind::Enum { values, .. } => {
                 let Value::Str(s) = &node.value else {
                     let names: Vec<&str> = values.iter().filter(|(_, n)| *n != 0).map(|(s, _)| s.as_str()).collect();
-                    self.report(node.pos, "type", format!("expected one of {}, found {}", quote_list(&names), node.type_name()));
+                    self.report(
+                        node.pos,
+                        "type",
+                        format!("expected one of {}, found {}", quote_list(&names), node.type_name()),
+                    );
                     return;
                 };
                 match values.iter().find(|(name, _)| name == s) {
-                    Some((_, 0)) => self.report(node.pos, "enum", format!("`{s}` is the unset value; leave the field out to get the default")),
+                    Some((_, 0)) => self.report(
+                        node.pos,
+                        "enum",
+                        format!("`{s}` is the unset value; leave the field out to get the default"),
+                    ),
                     Some(_) => {}
                     None => {
-                        let names: Vec<&str> = values.iter().filter(|(_, n)| *n != 0).map(|(s, _)| s.as_str()).collect();
+                        let names: Vec<&str> =
+                            values.iter().filter(|(_, n)| *n != 0).map(|(s, _)| s.as_str()).collect();
                         let hint = names
                             .iter()
                             .find(|n| n.eq_ignore_ascii_case(s))
@@ -392,7 +487,11 @@ impl<'m> Walk<'m> {
                             .or_else(|| suggest(s, names.iter().copied()))
                             .map(|n| format!("did you mean `{n}`? "))
                             .unwrap_or_default();
-                        self.report(node.pos, "enum", format!("unknown value `{s}`; {hint}allowed: {}", names.join(", ")));
+                        self.report(
+                            node.pos,
+                            "enum",
+                            format!("unknown value `{s}`; {hint}allowed: {}", names.join(", ")),
+                        );
                     }
                 }
             }
@@ -405,7 +504,11 @@ impl<'m> Walk<'m> {
             ScalarKind::Bool => {
                 if !matches!(node.value, Value::Bool(_)) {
                     let hint = match &node.value {
-                        Value::Str(s) if ["yes", "no", "on", "off", "y", "n"].contains(&s.to_ascii_lowercase().as_str()) => " (write `true` or `false`)",
+                        Value::Str(s)
+                            if ["yes", "no", "on", "off", "y", "n"].contains(&s.to_ascii_lowercase().as_str()) =>
+                        {
+                            " (write `true` or `false`)"
+                        }
                         _ => "",
                     };
                     self.report(node.pos, "type", format!("expected true or false, found {}{hint}", node.type_name()));
@@ -474,20 +577,20 @@ impl<'m> Walk<'m> {
         // A secret's value is never echoed into an error message or a log.
         let shown = if rules.secret { "the secret".to_owned() } else { format!("`{}`", shorten(s)) };
         let len = s.chars().count() as u32;
-        if let Some(min) = rules.min_len {
-            if len < min {
-                self.report(pos, "min_len", format!("must be at least {min} character{} long, is {len}", plural(min)));
-            }
+        if let Some(min) = rules.min_len
+            && len < min
+        {
+            self.report(pos, "min_len", format!("must be at least {min} character{} long, is {len}", plural(min)));
         }
-        if let Some(max) = rules.max_len {
-            if len > max {
-                self.report(pos, "max_len", format!("must be at most {max} character{} long, is {len}", plural(max)));
-            }
+        if let Some(max) = rules.max_len
+            && len > max
+        {
+            self.report(pos, "max_len", format!("must be at most {max} character{} long, is {len}", plural(max)));
         }
-        if let Some((text, re)) = &rules.pattern {
-            if !re.is_match(s) {
-                self.report(pos, "pattern", format!("{shown} does not match the pattern {text}"));
-            }
+        if let Some((text, re)) = &rules.pattern
+            && !re.is_match(s)
+        {
+            self.report(pos, "pattern", format!("{shown} does not match the pattern {text}"));
         }
         if !rules.r#in.is_empty() && !rules.r#in.iter().any(|a| a == s) {
             let allowed: Vec<&str> = rules.r#in.iter().map(String::as_str).collect();
@@ -497,11 +600,11 @@ impl<'m> Walk<'m> {
         if rules.format != 0 && !formats::matches(rules.format, s) {
             self.report(pos, "format", format!("{shown} is not {}", formats::describe(rules.format)));
         }
-        if let Some(collection) = &rules.r#ref {
-            if !s.is_empty() {
-                let path = self.path_string();
-                self.out.references.push(Reference { collection: collection.clone(), id: s.to_owned(), path, pos });
-            }
+        if let Some(collection) = &rules.r#ref
+            && !s.is_empty()
+        {
+            let path = self.path_string();
+            self.out.references.push(Reference { collection: collection.clone(), id: s.to_owned(), path, pos });
         }
     }
 
@@ -610,7 +713,8 @@ fn duration_re() -> &'static Regex {
 fn timestamp_re() -> &'static Regex {
     static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| {
-        Regex::new(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$").expect("timestamp pattern compiles")
+        Regex::new(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$")
+            .expect("timestamp pattern compiles")
     })
 }
 
@@ -623,11 +727,7 @@ fn quote_list(names: &[&str]) -> String {
 }
 
 fn shorten(s: &str) -> String {
-    if s.chars().count() > 60 {
-        format!("{}...", s.chars().take(57).collect::<String>())
-    } else {
-        s.to_owned()
-    }
+    if s.chars().count() > 60 { format!("{}...", s.chars().take(57).collect::<String>()) } else { s.to_owned() }
 }
 
 /// The candidate closest to `wrong`, when it is close enough to be what the

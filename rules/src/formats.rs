@@ -55,11 +55,7 @@ pub fn pattern(format: i32) -> Option<String> {
         // IP
         4 => format!("{}|{}", ipv4(), ipv6()),
         // CIDR
-        5 => format!(
-            "{}(?:/(?:3[0-2]|[12]?[0-9]))?|(?:{})(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?",
-            ipv4(),
-            ipv6()
-        ),
+        5 => format!("{}(?:/(?:3[0-2]|[12]?[0-9]))?|(?:{})(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?", ipv4(), ipv6()),
         // SOCKET_ADDRESS
         6 => format!("(?:{}|{}|\\[(?:{})\\]):{PORT}", hostname(), ipv4(), ipv6()),
         // URL
@@ -108,17 +104,15 @@ pub fn describe(format: i32) -> &'static str {
 pub fn matches(format: i32, value: &str) -> bool {
     static COMPILED: OnceLock<Vec<Option<Regex>>> = OnceLock::new();
     let compiled = COMPILED.get_or_init(|| {
-        (0..=12)
-            .map(|f| pattern(f).map(|p| Regex::new(&p).expect("format patterns compile")))
-            .collect()
+        (0..=12).map(|f| pattern(f).map(|p| Regex::new(&p).expect("format patterns compile"))).collect()
     });
     if format == 9 {
         return Regex::new(value).is_ok();
     }
-    if let Some(max) = max_len(format) {
-        if value.chars().count() > max as usize {
-            return false;
-        }
+    if let Some(max) = max_len(format)
+        && value.chars().count() > max as usize
+    {
+        return false;
     }
     match compiled.get(format as usize) {
         Some(Some(re)) => re.is_match(value),
@@ -141,7 +135,12 @@ pub fn parse_duration(s: &str) -> Option<i128> {
         Some((a, b)) => (a, b),
         None => (body, ""),
     };
-    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) || (body.contains('.') && frac.is_empty()) {
+    if secs.is_empty()
+        || !secs.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 9
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (body.contains('.') && frac.is_empty())
+    {
         return None;
     }
     let secs: i128 = secs.parse().ok()?;
@@ -157,7 +156,16 @@ pub fn parse_duration(s: &str) -> Option<i128> {
 /// The proto-JSON form of a duration written with another unit (`500ms`,
 /// `2m`, `1h`), to suggest in an error message.
 pub fn suggest_duration(s: &str) -> Option<String> {
-    let units = [("ms", 0.001), ("us", 0.000_001), ("µs", 0.000_001), ("ns", 0.000_000_001), ("m", 60.0), ("h", 3600.0), ("sec", 1.0), ("", 1.0)];
+    let units = [
+        ("ms", 0.001),
+        ("us", 0.000_001),
+        ("µs", 0.000_001),
+        ("ns", 0.000_000_001),
+        ("m", 60.0),
+        ("h", 3600.0),
+        ("sec", 1.0),
+        ("", 1.0),
+    ];
     for (unit, factor) in units {
         if let Some(n) = s.trim().strip_suffix(unit).and_then(|n| n.trim().parse::<f64>().ok()) {
             let secs = n * factor;

@@ -19,11 +19,11 @@ mod model;
 mod tree;
 mod yaml;
 
-pub use check::{check, Checked, Reference};
+pub use check::{Checked, Reference, check};
 pub use error::{Report, Violation};
 pub use model::{
-    Compare, CompareOp, FieldGroup, FieldKind, FieldModel, FieldRules, Label, MessageModel,
-    MessageRules, Model, ModelError, RequiredWhen, ScalarKind,
+    Compare, CompareOp, FieldGroup, FieldKind, FieldModel, FieldRules, Label, MessageModel, MessageRules, Model,
+    ModelError, RequiredWhen, ScalarKind,
 };
 pub use tree::{Node, Pos, Value};
 pub use yaml::parse_yaml;

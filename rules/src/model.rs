@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor,
-    Value as PValue,
+    DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor, Value as PValue,
 };
 use regex::Regex;
 
@@ -55,7 +54,10 @@ impl ScalarKind {
 pub enum FieldKind {
     Scalar(ScalarKind),
     /// An enum: its full name and its values (name, number), in order.
-    Enum { name: String, values: Vec<(String, i32)> },
+    Enum {
+        name: String,
+        values: Vec<(String, i32)>,
+    },
     /// A message of the model, by index in [`Model::messages`].
     Message(usize),
     /// `google.protobuf.Duration`, written `"1.5s"`.
@@ -230,15 +232,10 @@ impl Model {
             message: pool.get_extension_by_name(&format!("{RULES_PACKAGE}.message")),
             oneof: pool.get_extension_by_name(&format!("{RULES_PACKAGE}.oneof")),
         };
-        let descs: Vec<MessageDescriptor> = pool
-            .all_messages()
-            .filter(|m| !m.is_map_entry() && !is_well_known(m.full_name()))
-            .collect();
-        let by_name: HashMap<String, usize> = descs
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.full_name().to_owned(), i))
-            .collect();
+        let descs: Vec<MessageDescriptor> =
+            pool.all_messages().filter(|m| !m.is_map_entry() && !is_well_known(m.full_name())).collect();
+        let by_name: HashMap<String, usize> =
+            descs.iter().enumerate().map(|(i, m)| (m.full_name().to_owned(), i)).collect();
         let comments = Comments::new(&pool);
         let mut messages = Vec::with_capacity(descs.len());
         for m in &descs {
@@ -304,13 +301,16 @@ impl Model {
                 }
             }
             for f in &m.fields {
-                if let (Some(key), FieldKind::Message(i)) = (&f.rules.unique_by, &f.kind) {
-                    if self.messages[*i].field(key).is_none() {
-                        return Err(ModelError {
-                            element: format!("{}.{}", m.full_name, f.name),
-                            message: format!("unique_by names `{key}`, which is not a field of {}", self.messages[*i].full_name),
-                        });
-                    }
+                if let (Some(key), FieldKind::Message(i)) = (&f.rules.unique_by, &f.kind)
+                    && self.messages[*i].field(key).is_none()
+                {
+                    return Err(ModelError {
+                        element: format!("{}.{}", m.full_name, f.name),
+                        message: format!(
+                            "unique_by names `{key}`, which is not a field of {}",
+                            self.messages[*i].full_name
+                        ),
+                    });
                 }
             }
         }
@@ -347,19 +347,23 @@ fn read_message(
     for f in m.fields() {
         let element = format!("{}.{}", m.full_name(), f.name());
         let kind = field_kind(&f, by_name, &element)?;
-        let label = if f.is_map() {
-            let key = match f.kind() {
-                Kind::Message(entry) => entry.map_entry_key_field().kind(),
-                _ => Kind::String,
+        let label =
+            if f.is_map() {
+                let key = match f.kind() {
+                    Kind::Message(entry) => entry.map_entry_key_field().kind(),
+                    _ => Kind::String,
+                };
+                Label::Map(scalar_kind(&key).ok_or_else(|| ModelError {
+                    element: element.clone(),
+                    message: "map keys must be scalars".into(),
+                })?)
+            } else if f.is_list() {
+                Label::Repeated
+            } else if f.supports_presence() {
+                Label::Optional
+            } else {
+                Label::Single
             };
-            Label::Map(scalar_kind(&key).ok_or_else(|| ModelError { element: element.clone(), message: "map keys must be scalars".into() })?)
-        } else if f.is_list() {
-            Label::Repeated
-        } else if f.supports_presence() {
-            Label::Optional
-        } else {
-            Label::Single
-        };
         let rules = match &ext.field {
             Some(e) => match extension(&f.options(), e) {
                 Some(r) => read_field_rules(&r, &element)?,
@@ -367,10 +371,7 @@ fn read_message(
             },
             None => FieldRules::default(),
         };
-        let oneof = f
-            .containing_oneof()
-            .filter(|o| !o.is_synthetic())
-            .and_then(|o| oneof_index.get(o.name()).copied());
+        let oneof = f.containing_oneof().filter(|o| !o.is_synthetic()).and_then(|o| oneof_index.get(o.name()).copied());
         if let Some(i) = oneof {
             oneofs[i].fields.push(fields.len());
         }
@@ -521,7 +522,8 @@ fn read_field_rules(m: &DynamicMessage, element: &str) -> Result<FieldRules, Mod
     let duration = |name: &str| -> Result<Option<(String, i128)>, ModelError> {
         match string_field(m, name) {
             Some(s) => {
-                let n = formats::parse_duration(&s).ok_or_else(|| err(format!("{name} `{s}` is not a duration like `1.5s`")))?;
+                let n = formats::parse_duration(&s)
+                    .ok_or_else(|| err(format!("{name} `{s}` is not a duration like `1.5s`")))?;
                 Ok(Some((s, n)))
             }
             None => Ok(None),
@@ -633,10 +635,5 @@ impl Comments {
 
 /// Strips the one leading space protoc keeps on each comment line.
 fn clean_comment(c: &str) -> String {
-    c.lines()
-        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end())
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_owned()
+    c.lines().map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end()).collect::<Vec<_>>().join("\n").trim().to_owned()
 }

@@ -13,10 +13,7 @@ use crate::error::Violation;
 use crate::tree::{Node, Pos, Value};
 
 fn pos(span: &Span) -> Pos {
-    Pos {
-        line: span.start.line() as u32,
-        column: span.start.col() as u32 + 1,
-    }
+    Pos { line: span.start.line() as u32, column: span.start.col() as u32 + 1 }
 }
 
 enum Frame {
@@ -70,11 +67,15 @@ pub fn parse_yaml(src: &str) -> Result<Node, Vec<Violation>> {
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, pos, anchor }) => remember(&mut anchors, anchor, Node::new(Value::Seq(items), Some(pos))),
+                Some(Frame::Seq { items, pos, anchor }) => {
+                    remember(&mut anchors, anchor, Node::new(Value::Seq(items), Some(pos)))
+                }
                 _ => continue,
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { entries, pos, anchor, .. }) => remember(&mut anchors, anchor, Node::new(Value::Map(entries), Some(pos))),
+                Some(Frame::Map { entries, pos, anchor, .. }) => {
+                    remember(&mut anchors, anchor, Node::new(Value::Map(entries), Some(pos)))
+                }
                 _ => continue,
             },
             Event::Scalar(text, style, anchor, tag) => {
@@ -166,26 +167,27 @@ fn resolve_plain(s: &str) -> Value {
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
     }
-    if let Some(hex) = s.strip_prefix("0x") {
-        if let Ok(i) = i128::from_str_radix(hex, 16) {
-            return Value::Int(i);
-        }
+    if let Some(hex) = s.strip_prefix("0x")
+        && let Ok(i) = i128::from_str_radix(hex, 16)
+    {
+        return Value::Int(i);
     }
-    if let Some(oct) = s.strip_prefix("0o") {
-        if let Ok(i) = i128::from_str_radix(oct, 8) {
-            return Value::Int(i);
-        }
+    if let Some(oct) = s.strip_prefix("0o")
+        && let Ok(i) = i128::from_str_radix(oct, 8)
+    {
+        return Value::Int(i);
     }
     let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = s.parse::<i128>() {
-            return Value::Int(i);
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = s.parse::<i128>()
+    {
+        return Value::Int(i);
     }
-    if is_core_float(digits) {
-        if let Ok(f) = s.parse::<f64>() {
-            return Value::Float(f);
-        }
+    if is_core_float(digits)
+        && let Ok(f) = s.parse::<f64>()
+    {
+        return Value::Float(f);
     }
     Value::Str(s.to_owned())
 }
@@ -197,7 +199,11 @@ fn is_core_float(s: &str) -> bool {
         None => (s, None),
     };
     let mantissa_ok = match mantissa.split_once('.') {
-        Some((a, b)) => (!a.is_empty() || !b.is_empty()) && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit()),
+        Some((a, b)) => {
+            (!a.is_empty() || !b.is_empty())
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        }
         None => !mantissa.is_empty() && mantissa.bytes().all(|c| c.is_ascii_digit()),
     };
     let exp_ok = exp.is_none_or(|e| {

@@ -44,7 +44,8 @@ pub fn corpus() -> Vec<Case> {
         for valid in [true, false] {
             let dir = repo_root().join("proto/testdata").join(kind.dir()).join(if valid { "valid" } else { "invalid" });
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+            let mut paths: Vec<PathBuf> =
+                entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
             paths.sort();
             for path in paths {
                 let text = std::fs::read_to_string(&path).expect("corpus files are readable");
@@ -52,7 +53,10 @@ pub fn corpus() -> Vec<Case> {
                 let mut schema_cannot_express = None;
                 for line in text.lines().take_while(|l| l.starts_with('#')) {
                     if let Some(rest) = line.strip_prefix("# error: ") {
-                        let (p, rule) = rest.trim().rsplit_once(' ').unwrap_or_else(|| panic!("{}: bad error line `{line}`", path.display()));
+                        let (p, rule) = rest
+                            .trim()
+                            .rsplit_once(' ')
+                            .unwrap_or_else(|| panic!("{}: bad error line `{line}`", path.display()));
                         errors.insert((p.trim().to_owned(), rule.to_owned()));
                     } else if let Some(rest) = line.strip_prefix("# schema: cannot-express") {
                         schema_cannot_express = Some(rest.trim().to_owned());
@@ -79,12 +83,27 @@ pub fn schema_validator(kind: Kind) -> &'static jsonschema::Validator {
 
 fn compile_schema(kind: Kind) -> jsonschema::Validator {
     let path = repo_root().join("schema").join(format!("{}.schema.json", kind.dir()));
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("schema exists")).expect("schema is JSON");
-    jsonschema::draft202012::options().should_validate_formats(true).build(&schema).expect("the generated schema compiles")
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema exists")).expect("schema is JSON");
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the generated schema compiles")
 }
 
 /// The rules JSON Schema can express; violations of the others are only
 /// found by the loader.
 pub fn schema_expresses(rule: &str) -> bool {
-    !matches!(rule, "ref" | "unique_by" | "compare" | "duration_gte" | "duration_lte" | "duration_range" | "syntax" | "decode" | "io")
+    !matches!(
+        rule,
+        "ref"
+            | "unique_by"
+            | "compare"
+            | "duration_gte"
+            | "duration_lte"
+            | "duration_range"
+            | "syntax"
+            | "decode"
+            | "io"
+    )
 }

@@ -84,7 +84,7 @@ pub fn validate_message<T: Document>(message: &T, origin: &str) -> Result<Vec<Re
 }
 
 fn decode<T: Document>(tree: &Node) -> Result<T, Violation> {
-    serde_json::from_value(tree.to_json()).map_err(|e| Violation {
+    T::deserialize(tree).map_err(|e| Violation {
         path: String::new(),
         pos: tree.pos,
         rule: "decode",

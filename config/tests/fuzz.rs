@@ -115,7 +115,7 @@ fn apply(tree: &mut Node, m: &Mutation) {
             if let Value::Map(entries) = &mut nth(tree, *i).value {
                 let len = entries.len();
                 if len > 0 && !entries.iter().any(|(e, _, _)| e == k) {
-                    entries[i % len].0 = k.clone();
+                    entries[i % len].0 = k.as_str().into();
                 }
             }
         }
@@ -125,7 +125,7 @@ fn apply(tree: &mut Node, m: &Mutation) {
                 Scalar::Bool(b) => Value::Bool(*b),
                 Scalar::Int(v) => Value::Int(i128::from(*v)),
                 Scalar::Float(f) => Value::Float(*f),
-                Scalar::Str(t) => Value::Str(t.clone()),
+                Scalar::Str(t) => Value::Str(t.as_str().into()),
             }
         }
         Mutation::DuplicateItem(i) => {

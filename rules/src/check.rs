@@ -13,7 +13,7 @@ use regex::Regex;
 use crate::error::Violation;
 use crate::formats;
 use crate::model::{CompareOp, FieldKind, FieldModel, FieldRules, Label, MessageModel, Model, ScalarKind};
-use crate::tree::{Node, Pos, Value};
+use crate::tree::{Node, Pos, Text, Value};
 
 /// A reference from one resource to another (`upstream_id: web`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn check(model: &Model, message: &str, root: &Node) -> Checked {
 enum Seg<'a> {
     Field(&'a str),
     Index(usize),
-    Key(String),
+    Key(Text),
 }
 
 struct Walk<'m> {
@@ -112,7 +112,7 @@ impl<'m> Walk<'m> {
     fn message(&mut self, index: usize, node: &Node) {
         let model: &'m Model = self.model;
         let msg = &model.messages[index];
-        let entries: &[(String, Option<Pos>, Node)] = match &node.value {
+        let entries: &[(Text, Option<Pos>, Node)] = match &node.value {
             Value::Map(e) => e,
             Value::Null => {
                 self.report(
@@ -341,7 +341,11 @@ impl<'m> Walk<'m> {
         if rules.unique {
             let mut seen: HashMap<String, usize> = HashMap::new();
             for (i, item) in items.iter().enumerate() {
-                let key = item.to_json().to_string();
+                let key = match &item.value {
+                    Value::Str(s) => format!("{s:?}"),
+                    Value::Int(v) => v.to_string(),
+                    _ => item.to_json().to_string(),
+                };
                 if let Some(first) = seen.get(&key) {
                     self.path.push(Seg::Index(i));
                     self.report(item.pos, "unique", format!("duplicate value {key}, already at [{first}]"));
@@ -690,13 +694,13 @@ fn comparable(node: &Node) -> Option<f64> {
 
 fn key_value(kind: &FieldKind, key: &str) -> Value {
     match kind {
-        FieldKind::Scalar(ScalarKind::String) => Value::Str(key.to_owned()),
+        FieldKind::Scalar(ScalarKind::String) => Value::Str(Text::from(key)),
         FieldKind::Scalar(ScalarKind::Bool) => match key {
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
-            _ => Value::Str(key.to_owned()),
+            _ => Value::Str(Text::from(key)),
         },
-        _ => key.parse::<i128>().map(Value::Int).unwrap_or_else(|_| Value::Str(key.to_owned())),
+        _ => key.parse::<i128>().map(Value::Int).unwrap_or_else(|_| Value::Str(Text::from(key))),
     }
 }
 

@@ -13,6 +13,7 @@
 //! lets every error carry the YAML line and column.
 
 mod check;
+mod de;
 mod error;
 pub mod formats;
 mod model;
@@ -20,10 +21,11 @@ mod tree;
 mod yaml;
 
 pub use check::{Checked, Reference, check};
+pub use de::DecodeError;
 pub use error::{Report, Violation};
 pub use model::{
     Compare, CompareOp, FieldGroup, FieldKind, FieldModel, FieldRules, Label, MessageModel, MessageRules, Model,
     ModelError, RequiredWhen, ScalarKind,
 };
-pub use tree::{Node, Pos, Value};
+pub use tree::{Node, Pos, Text, Value};
 pub use yaml::parse_yaml;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+pub use compact_str::CompactString as Text;
+
 /// A position in a source document: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pos {
@@ -30,10 +32,11 @@ pub enum Value {
     Bool(bool),
     Int(i128),
     Float(f64),
-    Str(String),
+    /// Short strings (most keys and values) are stored inline.
+    Str(Text),
     Seq(Vec<Node>),
     /// Entries in document order: (key, key position, value).
-    Map(Vec<(String, Option<Pos>, Node)>),
+    Map(Vec<(Text, Option<Pos>, Node)>),
 }
 
 impl Node {
@@ -67,10 +70,10 @@ impl Node {
                     None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
                 },
             },
-            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::String(s) => Value::Str(Text::from(s.as_str())),
             serde_json::Value::Array(a) => Value::Seq(a.iter().map(Node::from_json).collect()),
             serde_json::Value::Object(o) => {
-                Value::Map(o.iter().map(|(k, v)| (k.clone(), None, Node::from_json(v))).collect())
+                Value::Map(o.iter().map(|(k, v)| (Text::from(k.as_str()), None, Node::from_json(v))).collect())
             }
         };
         Node::new(value, None)
@@ -97,10 +100,10 @@ impl Node {
             Value::Float(f) => {
                 serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
             }
-            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::Str(s) => serde_json::Value::String(s.to_string()),
             Value::Seq(items) => serde_json::Value::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => {
-                serde_json::Value::Object(entries.iter().map(|(k, _, v)| (k.clone(), v.to_json())).collect())
+                serde_json::Value::Object(entries.iter().map(|(k, _, v)| (k.to_string(), v.to_json())).collect())
             }
         }
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 use crate::error::Violation;
-use crate::tree::{Node, Pos, Value};
+use crate::tree::{Node, Pos, Text, Value};
 
 fn pos(span: &Span) -> Pos {
     Pos { line: span.start.line() as u32, column: span.start.col() as u32 + 1 }
@@ -18,7 +18,7 @@ fn pos(span: &Span) -> Pos {
 
 enum Frame {
     Seq { items: Vec<Node>, pos: Pos, anchor: usize },
-    Map { entries: Vec<(String, Option<Pos>, Node)>, key: Option<(String, Pos)>, pos: Pos, anchor: usize },
+    Map { entries: Vec<(Text, Option<Pos>, Node)>, key: Option<(Text, Pos)>, pos: Pos, anchor: usize },
 }
 
 /// Parses one YAML document. An empty document is an empty mapping.
@@ -67,13 +67,15 @@ pub fn parse_yaml(src: &str) -> Result<Node, Vec<Violation>> {
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, pos, anchor }) => {
+                Some(Frame::Seq { mut items, pos, anchor }) => {
+                    items.shrink_to_fit();
                     remember(&mut anchors, anchor, Node::new(Value::Seq(items), Some(pos)))
                 }
                 _ => continue,
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { entries, pos, anchor, .. }) => {
+                Some(Frame::Map { mut entries, pos, anchor, .. }) => {
+                    entries.shrink_to_fit();
                     remember(&mut anchors, anchor, Node::new(Value::Map(entries), Some(pos)))
                 }
                 _ => continue,
@@ -83,7 +85,7 @@ pub fn parse_yaml(src: &str) -> Result<Node, Vec<Violation>> {
                 let value = if style == ScalarStyle::Plain && !forced_string {
                     resolve_plain(&text)
                 } else {
-                    Value::Str(text.into_owned())
+                    Value::Str(Text::from(text.as_ref()))
                 };
                 remember(&mut anchors, anchor, Node::new(value, Some(here)))
             }
@@ -101,10 +103,10 @@ pub fn parse_yaml(src: &str) -> Result<Node, Vec<Violation>> {
                 None => {
                     let k = match &node.value {
                         Value::Str(s) => s.clone(),
-                        Value::Int(i) => i.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        Value::Float(f) => f.to_string(),
-                        Value::Null => String::new(),
+                        Value::Int(i) => Text::from(i.to_string()),
+                        Value::Bool(b) => Text::from(b.to_string()),
+                        Value::Float(f) => Text::from(f.to_string()),
+                        Value::Null => Text::default(),
                         Value::Seq(_) | Value::Map(_) => {
                             errors.push(Violation {
                                 path: String::new(),
@@ -112,7 +114,7 @@ pub fn parse_yaml(src: &str) -> Result<Node, Vec<Violation>> {
                                 rule: "syntax",
                                 message: "mapping keys must be plain strings".into(),
                             });
-                            String::new()
+                            Text::default()
                         }
                     };
                     let kpos = node.pos.unwrap_or(here);
@@ -189,7 +191,7 @@ fn resolve_plain(s: &str) -> Value {
     {
         return Value::Float(f);
     }
-    Value::Str(s.to_owned())
+    Value::Str(Text::from(s))
 }
 
 /// `[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?` or `\.[0-9]+(...)?`, sign stripped.

@@ -642,69 +642,69 @@ impl ::prost::Name for KeepalivePool {
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Plugins {
     /// API key authentication against consumers' `key_auth` credentials.
-    #[prost(message, optional, tag = "1")]
-    pub key_auth: ::core::option::Option<KeyAuthPlugin>,
+    #[prost(message, optional, boxed, tag = "1")]
+    pub key_auth: ::core::option::Option<::prost::alloc::boxed::Box<KeyAuthPlugin>>,
     /// JSON Web Token authentication against consumers' `jwt_auth` credentials.
-    #[prost(message, optional, tag = "2")]
-    pub jwt_auth: ::core::option::Option<JwtAuthPlugin>,
+    #[prost(message, optional, boxed, tag = "2")]
+    pub jwt_auth: ::core::option::Option<::prost::alloc::boxed::Box<JwtAuthPlugin>>,
     /// HTTP Basic authentication against consumers' `basic_auth` credentials.
-    #[prost(message, optional, tag = "3")]
-    pub basic_auth: ::core::option::Option<BasicAuthPlugin>,
+    #[prost(message, optional, boxed, tag = "3")]
+    pub basic_auth: ::core::option::Option<::prost::alloc::boxed::Box<BasicAuthPlugin>>,
     /// Authorization delegated to an external HTTP service.
-    #[prost(message, optional, tag = "4")]
-    pub forward_auth: ::core::option::Option<ForwardAuthPlugin>,
+    #[prost(message, optional, boxed, tag = "4")]
+    pub forward_auth: ::core::option::Option<::prost::alloc::boxed::Box<ForwardAuthPlugin>>,
     /// Allow or deny clients by IP address.
-    #[prost(message, optional, tag = "10")]
-    pub ip_restriction: ::core::option::Option<IpRestrictionPlugin>,
+    #[prost(message, optional, boxed, tag = "10")]
+    pub ip_restriction: ::core::option::Option<::prost::alloc::boxed::Box<IpRestrictionPlugin>>,
     /// Cross-Origin Resource Sharing headers and preflight answers.
-    #[prost(message, optional, tag = "11")]
-    pub cors: ::core::option::Option<CorsPlugin>,
+    #[prost(message, optional, boxed, tag = "11")]
+    pub cors: ::core::option::Option<::prost::alloc::boxed::Box<CorsPlugin>>,
     /// A fixed number of requests per time window.
-    #[prost(message, optional, tag = "20")]
-    pub limit_count: ::core::option::Option<LimitCountPlugin>,
+    #[prost(message, optional, boxed, tag = "20")]
+    pub limit_count: ::core::option::Option<::prost::alloc::boxed::Box<LimitCountPlugin>>,
     /// A request rate (leaky bucket).
-    #[prost(message, optional, tag = "21")]
-    pub limit_req: ::core::option::Option<LimitReqPlugin>,
+    #[prost(message, optional, boxed, tag = "21")]
+    pub limit_req: ::core::option::Option<::prost::alloc::boxed::Box<LimitReqPlugin>>,
     /// A number of concurrent requests.
-    #[prost(message, optional, tag = "22")]
-    pub limit_conn: ::core::option::Option<LimitConnPlugin>,
+    #[prost(message, optional, boxed, tag = "22")]
+    pub limit_conn: ::core::option::Option<::prost::alloc::boxed::Box<LimitConnPlugin>>,
     /// Rewrite the request sent upstream (path, method, host, headers).
-    #[prost(message, optional, tag = "30")]
-    pub proxy_rewrite: ::core::option::Option<ProxyRewritePlugin>,
+    #[prost(message, optional, boxed, tag = "30")]
+    pub proxy_rewrite: ::core::option::Option<::prost::alloc::boxed::Box<ProxyRewritePlugin>>,
     /// Rewrite the response sent to the client (status, headers, body).
-    #[prost(message, optional, tag = "31")]
-    pub response_rewrite: ::core::option::Option<ResponseRewritePlugin>,
+    #[prost(message, optional, boxed, tag = "31")]
+    pub response_rewrite: ::core::option::Option<::prost::alloc::boxed::Box<ResponseRewritePlugin>>,
     /// Answer with an HTTP redirect.
-    #[prost(message, optional, tag = "32")]
-    pub redirect: ::core::option::Option<RedirectPlugin>,
+    #[prost(message, optional, boxed, tag = "32")]
+    pub redirect: ::core::option::Option<::prost::alloc::boxed::Box<RedirectPlugin>>,
     /// Give each request a unique id.
-    #[prost(message, optional, tag = "33")]
-    pub request_id: ::core::option::Option<RequestIdPlugin>,
+    #[prost(message, optional, boxed, tag = "33")]
+    pub request_id: ::core::option::Option<::prost::alloc::boxed::Box<RequestIdPlugin>>,
     /// Answer with a fixed response (or an echo of the request) without calling
     /// the upstream.
-    #[prost(message, optional, tag = "34")]
-    pub mock: ::core::option::Option<MockPlugin>,
+    #[prost(message, optional, boxed, tag = "34")]
+    pub mock: ::core::option::Option<::prost::alloc::boxed::Box<MockPlugin>>,
     /// Inject delays and errors for resilience testing.
-    #[prost(message, optional, tag = "35")]
-    pub fault_injection: ::core::option::Option<FaultInjectionPlugin>,
+    #[prost(message, optional, boxed, tag = "35")]
+    pub fault_injection: ::core::option::Option<::prost::alloc::boxed::Box<FaultInjectionPlugin>>,
     /// Send matching requests to other upstreams by weight (canary, blue-green).
-    #[prost(message, optional, tag = "40")]
-    pub traffic_split: ::core::option::Option<TrafficSplitPlugin>,
+    #[prost(message, optional, boxed, tag = "40")]
+    pub traffic_split: ::core::option::Option<::prost::alloc::boxed::Box<TrafficSplitPlugin>>,
     /// Serve gRPC-Web clients from a gRPC upstream.
-    #[prost(message, optional, tag = "41")]
-    pub grpc_web: ::core::option::Option<GrpcWebPlugin>,
+    #[prost(message, optional, boxed, tag = "41")]
+    pub grpc_web: ::core::option::Option<::prost::alloc::boxed::Box<GrpcWebPlugin>>,
     /// Compress responses (gzip, brotli).
-    #[prost(message, optional, tag = "42")]
-    pub compression: ::core::option::Option<CompressionPlugin>,
+    #[prost(message, optional, boxed, tag = "42")]
+    pub compression: ::core::option::Option<::prost::alloc::boxed::Box<CompressionPlugin>>,
     /// Collect Prometheus metrics for this scope.
-    #[prost(message, optional, tag = "50")]
-    pub prometheus: ::core::option::Option<PrometheusPlugin>,
+    #[prost(message, optional, boxed, tag = "50")]
+    pub prometheus: ::core::option::Option<::prost::alloc::boxed::Box<PrometheusPlugin>>,
     /// Write an access log entry per request to a file.
-    #[prost(message, optional, tag = "51")]
-    pub file_logger: ::core::option::Option<FileLoggerPlugin>,
+    #[prost(message, optional, boxed, tag = "51")]
+    pub file_logger: ::core::option::Option<::prost::alloc::boxed::Box<FileLoggerPlugin>>,
     /// Send access log entries in batches to an HTTP endpoint.
-    #[prost(message, optional, tag = "52")]
-    pub http_logger: ::core::option::Option<HttpLoggerPlugin>,
+    #[prost(message, optional, boxed, tag = "52")]
+    pub http_logger: ::core::option::Option<::prost::alloc::boxed::Box<HttpLoggerPlugin>>,
 }
 impl ::prost::Name for Plugins {
     const NAME: &'static str = "Plugins";

@@ -5,7 +5,11 @@ use std::process::Command;
 
 fn gateway(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gateway")).args(args).output().expect("the gateway binary runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -32,15 +36,29 @@ fn an_invalid_config_prints_every_error_with_file_line_column_path_and_rule_and_
     );
     let (code, stdout, stderr) = gateway(&["validate", &file]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains(&format!("{file}:4:5: routes[0].upsteam_id: unknown field `upsteam_id`; did you mean `upstream_id`? [unknown_field]")), "{stderr}");
-    assert!(stderr.contains(&format!("{file}:7:18: routes[1].upstream_id: upstream `nope` does not exist in `upstreams` [ref]")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{file}:4:5: routes[0].upsteam_id: unknown field `upsteam_id`; did you mean `upstream_id`? [unknown_field]"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{file}:7:18: routes[1].upstream_id: upstream `nope` does not exist in `upstreams` [ref]"
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("{file}: 3 errors")), "{stderr}");
 }
 
 #[test]
 fn secrets_are_never_echoed_in_errors() {
     let dir = tempfile::tempdir().expect("tmp");
-    let file = write(dir.path(), "config.yaml", "consumers:\n  - username: bob\n    credentials:\n      key_auth: { key: hunter2 }\n");
+    let file = write(
+        dir.path(),
+        "config.yaml",
+        "consumers:\n  - username: bob\n    credentials:\n      key_auth: { key: hunter2 }\n",
+    );
     let (code, _, stderr) = gateway(&["validate", &file]);
     assert_eq!(code, 1);
     assert!(stderr.contains("consumers[0].credentials.key_auth.key"), "{stderr}");
@@ -50,7 +68,11 @@ fn secrets_are_never_echoed_in_errors() {
 #[test]
 fn a_bootstrap_file_is_checked_with_its_own_schema() {
     let dir = tempfile::tempdir().expect("tmp");
-    let file = write(dir.path(), "gateway.yaml", "listeners:\n  - { name: http, address: \"0.0.0.0:99999\" }\nstore: { file: { path: config.yaml } }\n");
+    let file = write(
+        dir.path(),
+        "gateway.yaml",
+        "listeners:\n  - { name: http, address: \"0.0.0.0:99999\" }\nstore: { file: { path: config.yaml } }\n",
+    );
     let (code, _, stderr) = gateway(&["validate", "--kind", "bootstrap", &file]);
     assert_eq!(code, 1);
     assert!(stderr.contains("listeners[0].address"), "{stderr}");

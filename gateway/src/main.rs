@@ -1,9 +1,11 @@
 //! The pingora-config gateway binary.
 //!
-//! `gateway validate FILE...` checks config (or bootstrap) files with the
-//! same rules the running gateway applies, prints every error with its
-//! file, line, column and YAML path, and exits 0 when all are valid, 1
-//! otherwise.
+//! - `gateway run --config config.yaml [--bootstrap gateway.yaml]` serves
+//!   the config, reloading it when the file changes.
+//! - `gateway validate FILE...` checks config (or bootstrap) files with the
+//!   same rules the running gateway applies, prints every error with its
+//!   file, line, column and YAML path, and exits 0 when all are valid, 1
+//!   otherwise.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +22,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Run {
+        /// The gateway's own settings (listeners, threads, store). Default:
+        /// HTTP on 127.0.0.1:9080 serving `--config`.
+        #[arg(long, short)]
+        bootstrap: Option<PathBuf>,
+        /// The config file (routes, upstreams, ...). Default: the bootstrap's
+        /// file store path.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Take the listeners over from a running gateway (graceful upgrade:
+        /// send the old one SIGQUIT).
+        #[arg(long)]
+        upgrade: bool,
+        /// Where to write the process id. Default: /tmp/pingora-config-<first listener>.pid
+        #[arg(long)]
+        pid_file: Option<String>,
+        /// The socket used to hand listeners over on upgrade.
+        #[arg(long)]
+        upgrade_sock: Option<String>,
+    },
     /// Check config files; print "ok" or every error, exit 0 or 1.
     Validate {
         /// Which document the files are.
@@ -42,6 +65,54 @@ enum Kind {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { kind, files } => validate(kind, &files),
+        Command::Run { bootstrap, config, upgrade, pid_file, upgrade_sock } => {
+            run(bootstrap, config, upgrade, pid_file, upgrade_sock)
+        }
+    }
+}
+
+fn run(
+    bootstrap: Option<PathBuf>,
+    config: Option<PathBuf>,
+    upgrade: bool,
+    pid_file: Option<String>,
+    upgrade_sock: Option<String>,
+) -> ExitCode {
+    let boot = match &bootstrap {
+        Some(path) => match pingora_config::load_file::<v1::Bootstrap>(path) {
+            Ok(b) => Some(b),
+            Err(report) => {
+                eprintln!("{report}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let level = boot.as_ref().and_then(|b| b.logging.as_ref()).map(|l| l.level().as_str_name().to_ascii_lowercase());
+    let level = level.filter(|l| !l.ends_with("unspecified")).unwrap_or_else(|| "info".into());
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let from_store =
+        boot.as_ref().and_then(|b| b.store.as_ref()).and_then(|s| s.backend.as_ref()).and_then(|b| match b {
+            v1::store::Backend::File(f) => Some(PathBuf::from(&f.path)),
+            _ => None,
+        });
+    // A relative store path is relative to the bootstrap file.
+    let from_store = from_store.map(|p| match (&bootstrap, p.is_relative()) {
+        (Some(b), true) => b.parent().map(|d| d.join(&p)).unwrap_or(p),
+        _ => p,
+    });
+    let Some(config) = config.or(from_store) else {
+        eprintln!("gateway run: give --config, or a bootstrap whose store is a file");
+        return ExitCode::FAILURE;
+    };
+    let boot = boot.unwrap_or_else(|| gateway::server::default_bootstrap(&config));
+    let options = gateway::server::RunOptions { config, upgrade, pid_file, upgrade_sock };
+    match gateway::server::run(boot, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

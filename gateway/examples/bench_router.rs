@@ -1,0 +1,106 @@
+//! How fast `Router::find` is, with 1 route and with 10,000.
+//!
+//! Builds a realistic config (exact and wildcard hosts, exact, prefix and
+//! parameter URIs, some filters), then times `find` on requests that each hit
+//! one route, against the full router and against a router holding only that
+//! route. The two should cost the same: routing does not scan routes.
+//!
+//! ```text
+//! cargo run --release -p pingora-config-gateway --example bench_router [millions]
+//! ```
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use gateway::router::{Request, RouteSpec, Router};
+use http::{HeaderMap, Method};
+use pingora_config::v1::string_match::Match;
+use pingora_config::v1::{KeyValueMatch, StringMatch};
+
+const ROUTES: usize = 10_000;
+
+/// Route `i` of the config: four kinds, in turn.
+fn route(i: usize) -> RouteSpec {
+    let strings = |items: &[String]| items.to_vec();
+    let mut spec = RouteSpec { index: i, priority: (i % 3) as i32, ..RouteSpec::default() };
+    match i % 4 {
+        0 => {
+            spec.hosts = strings(&[format!("svc{i}.example.com")]);
+            spec.uris = strings(&[format!("/api/v1/svc{i}/status"), format!("/api/v1/svc{i}/*")]);
+        }
+        1 => {
+            spec.hosts = strings(&[format!("*.tenant{i}.example.net")]);
+            spec.uris = strings(&[format!("/t{i}/*")]);
+        }
+        2 => spec.uris = strings(&[format!("/users{i}/:id/orders/:order")]),
+        _ => {
+            spec.uris = strings(&[format!("/static/{i}/index.html")]);
+            spec.methods = vec![Method::GET, Method::HEAD];
+            let value = Some(StringMatch { invert: false, r#match: Some(Match::Prefix("mobile".into())) });
+            spec.headers = vec![KeyValueMatch { name: "x-client".into(), value }];
+        }
+    }
+    spec
+}
+
+/// A request hitting one route, described by what it hits.
+struct Case {
+    name: &'static str,
+    route: usize,
+    host: &'static str,
+    path: &'static str,
+}
+
+const CASES: [Case; 4] = [
+    Case { name: "exact host, exact URI", route: 4000, host: "svc4000.example.com", path: "/api/v1/svc4000/status" },
+    Case {
+        name: "wildcard host, prefix",
+        route: 4001,
+        host: "App.tenant4001.example.net:443",
+        path: "/t4001/js/app.js",
+    },
+    Case { name: "any host, parameter URI", route: 4002, host: "example.org", path: "/users4002/42/orders/7" },
+    Case { name: "any host, exact + filters", route: 4003, host: "example.org", path: "/static/4003/index.html" },
+];
+
+/// Nanoseconds per `find`, the best of five runs of `n` finds.
+fn time(router: &Router, request: &Request<'_>, expected: usize, n: u64) -> f64 {
+    assert_eq!(router.find(request), Some(expected), "the request hits its route");
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..n {
+                black_box(router.find(black_box(request)));
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let millions: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2);
+    let n = millions * 1_000_000;
+    let all = Router::new((0..ROUTES).map(route).collect()).expect("the generated routes are valid");
+    let mut headers = HeaderMap::new();
+    headers.insert("x-client", http::HeaderValue::from_static("mobile-ios/17"));
+    headers.insert("user-agent", http::HeaderValue::from_static("bench/1.0"));
+    let client_ip: Option<IpAddr> = Some([192, 0, 2, 1].into());
+
+    println!("{millions}M finds per run, best of 5 runs\n");
+    println!("{:<28} {:>10} {:>12} {:>7}", "request", "1 route", "10k routes", "ratio");
+    for case in &CASES {
+        let one = Router::new(vec![route(case.route)]).expect("the route is valid");
+        let request = Request {
+            host: case.host,
+            path: case.path,
+            query: Some("page=2&sort=desc"),
+            method: &Method::GET,
+            headers: &headers,
+            client_ip,
+        };
+        let t1 = time(&one, &request, case.route, n);
+        let t10k = time(&all, &request, case.route, n);
+        println!("{:<28} {:>7.1} ns {:>9.1} ns {:>6.2}x", case.name, t1, t10k, t10k / t1);
+    }
+}

@@ -1,0 +1,145 @@
+//! Assembles the Pingora server from the bootstrap settings: one proxy
+//! service per listener (HTTP/1.1 and h2c, or TLS with certificates by SNI
+//! and HTTP/2 by ALPN), and the file store's background task.
+//!
+//! Signals are Pingora's: SIGTERM drains in-flight requests then exits
+//! (graceful shutdown), SIGQUIT hands the listeners to a new process
+//! started with `--upgrade` (graceful upgrade), SIGINT exits at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_config::v1;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::server::Server;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::services::background::background_service;
+
+use crate::Live;
+use crate::proxy::Gateway;
+use crate::snapshot::Timeouts;
+use crate::store::{self, FileStore};
+use crate::tls::{CertifiedKey, SniCallback};
+use crate::upstream::duration;
+
+/// How to run.
+pub struct RunOptions {
+    /// The config file (the file store).
+    pub config: PathBuf,
+    /// Take the listeners over from a running gateway (graceful upgrade).
+    pub upgrade: bool,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+}
+
+/// The default bootstrap: HTTP on 127.0.0.1:9080, file store.
+pub fn default_bootstrap(config: &std::path::Path) -> v1::Bootstrap {
+    v1::Bootstrap {
+        listeners: vec![v1::Listener { name: "http".into(), address: "127.0.0.1:9080".into(), ..Default::default() }],
+        store: Some(v1::Store {
+            backend: Some(v1::store::Backend::File(v1::FileStore {
+                path: config.display().to_string(),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Starts the gateway; returns only on a startup error.
+pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> {
+    let defaults = Timeouts::DEFAULT;
+    let defaults = match bootstrap.upstream_defaults.as_ref().and_then(|d| d.timeouts.as_ref()) {
+        Some(t) => Timeouts {
+            connect: t.connect.as_ref().map(duration).unwrap_or(defaults.connect),
+            send: t.send.as_ref().map(duration).unwrap_or(defaults.send),
+            read: t.read.as_ref().map(duration).unwrap_or(defaults.read),
+        },
+        None => defaults,
+    };
+    let (snapshot, text) = store::load(&options.config, defaults, None).map_err(|e| e.to_string())?;
+    log::info!("loaded {} ({} routes)", options.config.display(), snapshot.routes.len());
+    let live = Arc::new(Live::new(snapshot));
+
+    let file_opts = match bootstrap.store.as_ref().and_then(|s| s.backend.as_ref()) {
+        Some(v1::store::Backend::File(f)) => Some(f.clone()),
+        _ => None,
+    };
+    let first = bootstrap.listeners.first().map(|l| l.address.replace([':', '[', ']'], "_")).unwrap_or_default();
+    let mut conf = ServerConf::default();
+    conf.threads = bootstrap
+        .threads
+        .map(|t| t as usize)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .max(1);
+    conf.pid_file = options.pid_file.unwrap_or_else(|| format!("/tmp/pingora-config-{first}.pid"));
+    conf.upgrade_sock = options.upgrade_sock.unwrap_or_else(|| format!("/tmp/pingora-config-{first}.sock"));
+    let grace = bootstrap
+        .shutdown
+        .as_ref()
+        .and_then(|s| s.graceful_timeout.as_ref())
+        .map(duration)
+        .unwrap_or(Duration::from_secs(30));
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(grace.as_secs().max(1));
+    let opt = Opt { upgrade: options.upgrade, ..Default::default() };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    for listener in &bootstrap.listeners {
+        let mut service = pingora_proxy::http_proxy_service_with_name(
+            &server.configuration,
+            Gateway { live: live.clone() },
+            &format!("listener {}", listener.name),
+        );
+        let http2 = listener.http2.unwrap_or(true);
+        match &listener.tls {
+            None => {
+                if http2 {
+                    if let Some(app) = service.app_logic_mut() {
+                        let mut o = HttpServerOptions::default();
+                        o.h2c = true;
+                        app.server_options = Some(o);
+                    }
+                }
+                service.add_tcp(&listener.address);
+            }
+            Some(tls) => {
+                let default = match &tls.default_certificate {
+                    Some(c) => Some(
+                        CertifiedKey::from_pem(&c.cert, &c.key)
+                            .map_err(|e| format!("listener {}: {e}", listener.name))?,
+                    ),
+                    None => None,
+                };
+                let mut settings = TlsSettings::with_callbacks(Box::new(SniCallback { live: live.clone(), default }))
+                    .map_err(|e| format!("listener {}: {e}", listener.name))?;
+                let min = match tls.min_version() {
+                    v1::listener_tls::TlsVersion::Tls13 => pingora_core::tls::ssl::SslVersion::TLS1_3,
+                    _ => pingora_core::tls::ssl::SslVersion::TLS1_2,
+                };
+                settings.set_min_proto_version(Some(min)).map_err(|e| format!("listener {}: {e}", listener.name))?;
+                if http2 {
+                    settings.enable_h2();
+                }
+                service.add_tls_with_settings(&listener.address, None, settings);
+            }
+        }
+        server.add_service(service);
+    }
+    let debounce =
+        file_opts.as_ref().and_then(|f| f.watch_debounce.as_ref()).map(duration).unwrap_or(Duration::from_millis(100));
+    let watch = file_opts.as_ref().and_then(|f| f.watch).unwrap_or(true);
+    let store = FileStore {
+        live,
+        path: options.config.clone(),
+        defaults,
+        debounce,
+        watch,
+        applied: std::sync::Mutex::new(text),
+    };
+    server.add_service(background_service("file store", store));
+    server.run_forever()
+}

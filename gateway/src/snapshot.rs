@@ -1,0 +1,231 @@
+//! The live config, compiled: one immutable snapshot that every request
+//! loads once, rebuilt off the request path on every change and swapped in
+//! atomically (see [`crate::Live`]).
+//!
+//! Building a snapshot resolves everything a request would otherwise look
+//! up: the route's service, its upstream, the effective timeouts (route,
+//! then service, then upstream, then the gateway default), and the plugin
+//! chain. Upstreams whose config did not change are carried over from the
+//! previous snapshot, so their health state and counters survive a reload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_config::v1;
+
+use crate::plugins::{self, PluginChain};
+use crate::router::{RouteSpec, Router};
+use crate::tls::Certificates;
+use crate::upstream::{Upstream, duration};
+
+/// Timeouts towards a node, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub send: Duration,
+    pub read: Duration,
+}
+
+impl Timeouts {
+    /// The gateway default when nothing else is configured.
+    pub const DEFAULT: Timeouts =
+        Timeouts { connect: Duration::from_secs(6), send: Duration::from_secs(6), read: Duration::from_secs(6) };
+
+    /// `over` wins for each value it sets.
+    fn overlay(self, over: Option<&v1::Timeouts>) -> Timeouts {
+        let Some(t) = over else { return self };
+        Timeouts {
+            connect: t.connect.as_ref().map(duration).unwrap_or(self.connect),
+            send: t.send.as_ref().map(duration).unwrap_or(self.send),
+            read: t.read.as_ref().map(duration).unwrap_or(self.read),
+        }
+    }
+}
+
+/// A route, compiled.
+pub struct Route {
+    pub id: Arc<str>,
+    /// Where matched requests go; `None` when a plugin answers them.
+    pub upstream: Option<Arc<Upstream>>,
+    pub timeouts: Timeouts,
+    pub plugins: PluginChain,
+}
+
+/// Everything a request needs, immutable.
+pub struct Snapshot {
+    pub router: Router,
+    /// Routes in config order (disabled ones are not routed to).
+    pub routes: Vec<Route>,
+    /// Upstreams by id (`Config.upstreams`) and by owner for inline ones
+    /// (`route:<id>`, `service:<id>`), kept to carry them over on reload.
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub certificates: Certificates,
+    /// The validated config this snapshot was built from.
+    pub config: Arc<v1::Config>,
+}
+
+/// Why a valid config still cannot be served (a node that does not
+/// resolve, a plugin this build does not run yet).
+#[derive(Debug)]
+pub struct BuildError(pub Vec<String>);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl Snapshot {
+    /// An empty snapshot: every request gets 404.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            router: Router::new(Vec::new()).expect("an empty router builds"),
+            routes: Vec::new(),
+            upstreams: HashMap::new(),
+            certificates: Certificates::default(),
+            config: Arc::new(v1::Config::default()),
+        }
+    }
+
+    /// Compiles a validated config. `previous` lends its unchanged
+    /// upstreams. Blocking (DNS): call it off the request path.
+    pub fn build(config: v1::Config, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {
+        let mut errors = Vec::new();
+        let mut upstreams: HashMap<String, Arc<Upstream>> = HashMap::new();
+        for u in &config.upstreams {
+            upstream_for(&mut upstreams, previous, u.id.clone(), u, &mut errors);
+        }
+        let services: HashMap<&str, &v1::Service> = config.services.iter().map(|s| (s.id.as_str(), s)).collect();
+        let plugin_configs: HashMap<&str, &v1::PluginConfig> =
+            config.plugin_configs.iter().map(|p| (p.id.as_str(), p)).collect();
+
+        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut specs = Vec::with_capacity(config.routes.len());
+        for (index, r) in config.routes.iter().enumerate() {
+            let service = match &r.target {
+                Some(v1::route::Target::ServiceId(id)) => services.get(id.as_str()).copied(),
+                _ => None,
+            };
+            let upstream = match (&r.target, service.and_then(|s| s.target.as_ref())) {
+                (Some(v1::route::Target::Upstream(u)), _) => {
+                    upstream_for(&mut upstreams, previous, format!("route:{}", r.id), u, &mut errors)
+                }
+                (Some(v1::route::Target::UpstreamId(id)), _) => upstreams.get(id).cloned(),
+                (_, Some(v1::service::Target::Upstream(u))) => upstream_for(
+                    &mut upstreams,
+                    previous,
+                    format!("service:{}", service.map(|s| s.id.as_str()).unwrap_or_default()),
+                    u,
+                    &mut errors,
+                ),
+                (_, Some(v1::service::Target::UpstreamId(id))) => upstreams.get(id).cloned(),
+                _ => None,
+            };
+            let timeouts = defaults
+                .overlay(upstream.as_ref().and_then(|u| u.config.timeouts.as_ref()))
+                .overlay(service.and_then(|s| s.timeouts.as_ref()))
+                .overlay(r.timeouts.as_ref());
+            let layers = plugins::Layers {
+                service: service.and_then(|s| s.plugins.as_ref()),
+                plugin_config: plugin_configs.get(r.plugin_config_id.as_str()).and_then(|p| p.plugins.as_ref()),
+                route: r.plugins.as_ref(),
+            };
+            let chain = match PluginChain::build(&layers) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(format!("routes[{index}] ({}): {e}", r.id));
+                    PluginChain::default()
+                }
+            };
+            if upstream.is_none() && !chain.responds() {
+                errors.push(format!("routes[{index}] ({}): no upstream and no plugin that answers", r.id));
+            }
+            routes.push(Route { id: r.id.as_str().into(), upstream, timeouts, plugins: chain });
+            if r.enabled == Some(false) {
+                continue;
+            }
+            let hosts =
+                if r.hosts.is_empty() { service.map(|s| s.hosts.clone()).unwrap_or_default() } else { r.hosts.clone() };
+            specs.push(RouteSpec {
+                index,
+                hosts,
+                uris: r.uris.clone(),
+                methods: r.methods().filter_map(method).collect(),
+                headers: r.headers.clone(),
+                query: r.query.clone(),
+                cookies: r.cookies.clone(),
+                remote_addrs: r.remote_addrs.iter().filter_map(|a| parse_net(a)).collect(),
+                priority: r.priority,
+            });
+        }
+        let certificates = match Certificates::build(&config.ssls) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(e);
+                Certificates::default()
+            }
+        };
+        let router = match Router::new(specs) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("routes[{}]: {}", e.route, e.message));
+                return Err(BuildError(errors));
+            }
+        };
+        if !errors.is_empty() {
+            return Err(BuildError(errors));
+        }
+        Ok(Snapshot { router, routes, upstreams, certificates, config: Arc::new(config) })
+    }
+}
+
+/// The upstream for `key`: already built in this snapshot, carried over from
+/// the previous one when its config is unchanged, or built now.
+fn upstream_for(
+    upstreams: &mut HashMap<String, Arc<Upstream>>,
+    previous: Option<&Snapshot>,
+    key: String,
+    cfg: &v1::Upstream,
+    errors: &mut Vec<String>,
+) -> Option<Arc<Upstream>> {
+    if let Some(u) = upstreams.get(&key) {
+        return Some(u.clone());
+    }
+    let reused = previous.and_then(|p| p.upstreams.get(&key)).filter(|u| u.config == *cfg).cloned();
+    let built = match reused {
+        Some(u) => u,
+        None => match Upstream::build(cfg) {
+            Ok(u) => Arc::new(u),
+            Err(e) => {
+                errors.push(format!("{key}: {e}"));
+                return None;
+            }
+        },
+    };
+    upstreams.insert(key, built.clone());
+    Some(built)
+}
+
+fn method(m: v1::route::Method) -> Option<http::Method> {
+    use v1::route::Method as M;
+    Some(match m {
+        M::Unspecified => return None,
+        M::Get => http::Method::GET,
+        M::Head => http::Method::HEAD,
+        M::Post => http::Method::POST,
+        M::Put => http::Method::PUT,
+        M::Delete => http::Method::DELETE,
+        M::Connect => http::Method::CONNECT,
+        M::Options => http::Method::OPTIONS,
+        M::Trace => http::Method::TRACE,
+        M::Patch => http::Method::PATCH,
+    })
+}
+
+/// A CIDR block, or a bare address as a /32 or /128.
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}

@@ -1,0 +1,207 @@
+//! Where the config comes from: the file store (the embedded default).
+//!
+//! The YAML file is watched (the directory, so that editors that replace
+//! the file are seen); a change is loaded through the one validation path,
+//! compiled into a new snapshot off the request path, and swapped in. A file
+//! that fails validation or cannot be served is logged with every error and
+//! the running snapshot stays as it was.
+//!
+//! The same task keeps the active health checks running: one task per
+//! upstream that configures them, started and stopped as snapshots change.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_config::{Report, v1};
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::Live;
+use crate::snapshot::{BuildError, Snapshot, Timeouts};
+use crate::upstream::Upstream;
+
+/// Why a config file could not be applied.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file breaks the schema's rules.
+    Invalid(Report),
+    /// Valid, but cannot be served (for example a node that does not resolve).
+    Build(BuildError),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Invalid(r) => write!(f, "{r}"),
+            LoadError::Build(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Reads, validates and compiles the config file.
+pub fn load(path: &Path, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<(Snapshot, String), LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        LoadError::Invalid(Report {
+            origin: path.display().to_string(),
+            violations: vec![pingora_config::Violation {
+                path: String::new(),
+                pos: None,
+                rule: "io",
+                message: format!("cannot read the file: {e}"),
+            }],
+        })
+    })?;
+    let (config, _) =
+        pingora_config::load_str::<v1::Config>(&text, &path.display().to_string()).map_err(LoadError::Invalid)?;
+    let snapshot = Snapshot::build(config, defaults, previous).map_err(LoadError::Build)?;
+    Ok((snapshot, text))
+}
+
+/// The background task that watches the file and runs health checks.
+pub struct FileStore {
+    pub live: Arc<Live>,
+    pub path: PathBuf,
+    pub defaults: Timeouts,
+    pub debounce: Duration,
+    /// Whether to watch the file at all (`FileStore.watch`).
+    pub watch: bool,
+    /// The text of the file last applied (to skip events that change nothing).
+    pub applied: std::sync::Mutex<String>,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for FileStore {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (tx, mut rx) = mpsc::channel::<()>(16);
+        let name = self.path.file_name().map(|n| n.to_owned());
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(e) = event {
+                if e.paths.iter().any(|p| p.file_name() == name.as_deref()) {
+                    let _ = tx.try_send(());
+                }
+            }
+        });
+        // Kept alive for the whole loop: dropping it stops the events.
+        let _watcher = match watcher {
+            Ok(mut w) if self.watch => {
+                match notify::Watcher::watch(&mut w, &dir, notify::RecursiveMode::NonRecursive) {
+                    Ok(()) => Some(w),
+                    Err(e) => {
+                        log::error!("file store: cannot watch {}: {e}; changes need a restart", dir.display());
+                        None
+                    }
+                }
+            }
+            Ok(_) => None,
+            Err(e) => {
+                log::error!("file store: cannot watch {}: {e}; changes need a restart", self.path.display());
+                None
+            }
+        };
+        let mut checks = HealthChecks::default();
+        checks.sync(&self.live.load());
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(()) = rx.recv() => {
+                    // Editors write in several steps: wait for the burst to end.
+                    tokio::time::sleep(self.debounce).await;
+                    while rx.try_recv().is_ok() {}
+                    self.reload().await;
+                    checks.sync(&self.live.load());
+                }
+            }
+        }
+        checks.stop_all();
+    }
+}
+
+impl FileStore {
+    async fn reload(&self) {
+        let previous = self.live.load();
+        let path = self.path.clone();
+        let defaults = self.defaults;
+        let applied = self.applied.lock().map(|t| t.clone()).unwrap_or_default();
+        let result = tokio::task::spawn_blocking(move || {
+            match std::fs::read_to_string(&path) {
+                Ok(t) if t == applied => return None,
+                Err(_) => {}
+                Ok(_) => {}
+            }
+            Some(load(&path, defaults, Some(&previous)))
+        })
+        .await;
+        match result {
+            Ok(None) => {}
+            Ok(Some(Ok((snapshot, text)))) => {
+                let routes = snapshot.routes.len();
+                self.live.store(snapshot);
+                if let Ok(mut a) = self.applied.lock() {
+                    *a = text;
+                }
+                log::info!("config reloaded from {} ({routes} routes)", self.path.display());
+            }
+            Ok(Some(Err(e))) => log::error!("config change rejected, still serving the previous config:\n{e}"),
+            Err(e) => log::error!("config reload failed: {e}"),
+        }
+    }
+}
+
+/// One task per upstream with active health checks.
+#[derive(Default)]
+struct HealthChecks {
+    running: HashMap<usize, (Arc<Upstream>, Vec<JoinHandle<()>>)>,
+}
+
+impl HealthChecks {
+    /// Starts checks for new upstreams and stops those no longer served.
+    fn sync(&mut self, snapshot: &Snapshot) {
+        let mut wanted: HashMap<usize, Arc<Upstream>> = HashMap::new();
+        for u in snapshot.upstreams.values() {
+            if !u.health_checks().is_empty() {
+                wanted.insert(Arc::as_ptr(u) as usize, u.clone());
+            }
+        }
+        self.running.retain(|key, (_, tasks)| {
+            let keep = wanted.contains_key(key);
+            if !keep {
+                tasks.iter().for_each(JoinHandle::abort);
+            }
+            keep
+        });
+        for (key, upstream) in wanted {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            let tasks = upstream
+                .health_checks()
+                .into_iter()
+                .map(|(target, interval)| {
+                    tokio::spawn(async move {
+                        loop {
+                            target.backends().run_health_check(true).await;
+                            tokio::time::sleep(interval).await;
+                        }
+                    })
+                })
+                .collect();
+            self.running.insert(key, (upstream, tasks));
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for (_, (_, tasks)) in self.running.drain() {
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+    }
+}

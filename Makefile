@@ -1,6 +1,6 @@
 # pingora-config: one entry point for everything.
 #
-#   make run           the gateway on its default config (examples/)
+#   make run           the gateway on its default config (examples/config.yaml)
 #   make test          every test (what CI runs: .ci/run)
 #   make gen           regenerate code, JSON Schema and docs from proto/
 #   make bench         the benchmarks (release build)
@@ -39,11 +39,14 @@ test-rust:
 ## Everything CI checks, in the order that fails fastest.
 test: check-gen lint test-rust
 
-## Check the example config with the same rules the gateway applies.
+## Check the example configs with the same rules the gateway applies.
 validate:
-	$(CARGO) run -q -p pingora-config-gateway --bin gateway -- validate examples/config.yaml
+	$(CARGO) run -q -p pingora-config-gateway --bin gateway -- validate examples/config.yaml examples/full.yaml
 
-run: validate
+## The gateway on its default config: HTTP on 127.0.0.1:9080, file store
+## examples/config.yaml (edit it while it runs: changes are live).
+run:
+	$(CARGO) run -q --release -p pingora-config-gateway --bin gateway -- run --config examples/config.yaml
 
 ## Load + validate a generated 10,000-route config; time `make gen`.
 bench-config:

@@ -20,11 +20,11 @@ use pingora_config::v1::{KeyValueMatch, StringMatch};
 
 const ROUTES: usize = 10_000;
 
-/// Route `i` of the config: four kinds, in turn.
+/// Route `i` of the config: five kinds, in turn.
 fn route(i: usize) -> RouteSpec {
     let strings = |items: &[String]| items.to_vec();
     let mut spec = RouteSpec { index: i, priority: (i % 3) as i32, ..RouteSpec::default() };
-    match i % 4 {
+    match i % 5 {
         0 => {
             spec.hosts = strings(&[format!("svc{i}.example.com")]);
             spec.uris = strings(&[format!("/api/v1/svc{i}/status"), format!("/api/v1/svc{i}/*")]);
@@ -34,6 +34,7 @@ fn route(i: usize) -> RouteSpec {
             spec.uris = strings(&[format!("/t{i}/*")]);
         }
         2 => spec.uris = strings(&[format!("/users{i}/:id/orders/:order")]),
+        3 => spec.uris = strings(&[format!("/docs/v{i}/*")]),
         _ => {
             spec.uris = strings(&[format!("/static/{i}/index.html")]);
             spec.methods = vec![Method::GET, Method::HEAD];
@@ -52,7 +53,7 @@ struct Case {
     path: &'static str,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 5] = [
     Case { name: "exact host, exact URI", route: 4000, host: "svc4000.example.com", path: "/api/v1/svc4000/status" },
     Case {
         name: "wildcard host, prefix",
@@ -61,7 +62,8 @@ const CASES: [Case; 4] = [
         path: "/t4001/js/app.js",
     },
     Case { name: "any host, parameter URI", route: 4002, host: "example.org", path: "/users4002/42/orders/7" },
-    Case { name: "any host, exact + filters", route: 4003, host: "example.org", path: "/static/4003/index.html" },
+    Case { name: "any host, prefix", route: 4003, host: "example.org", path: "/docs/v4003/guide/intro.html" },
+    Case { name: "any host, exact + filters", route: 4004, host: "example.org", path: "/static/4004/index.html" },
 ];
 
 /// Nanoseconds per `find`, the best of five runs of `n` finds.

@@ -15,6 +15,7 @@
 //! 7. `logging`: release the node's in-flight count.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -34,10 +35,29 @@ use crate::upstream::Upstream;
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
     pub live: Arc<Live>,
+    /// Requests in flight in this process (for draining on shutdown).
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request in flight for as long as its context lives.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Per-request state.
 pub struct Ctx {
+    _in_flight: InFlight,
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
     /// The node chosen last, and every node tried so far.
@@ -109,7 +129,15 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx { snapshot: None, route: None, node: None, tried: Vec::new(), started: Instant::now(), tls: false }
+        Ctx {
+            _in_flight: InFlight::new(&self.in_flight),
+            snapshot: None,
+            route: None,
+            node: None,
+            tried: Vec::new(),
+            started: Instant::now(),
+            tls: false,
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -192,10 +220,10 @@ impl ProxyHttp for Gateway {
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.read_timeout = Some(timeouts.read);
         peer.options.write_timeout = Some(timeouts.send);
-        if let Some(pool) = &upstream.config.keepalive_pool {
-            if let Some(idle) = &pool.idle_timeout {
-                peer.options.idle_timeout = Some(crate::upstream::duration(idle));
-            }
+        if let Some(pool) = &upstream.config.keepalive_pool
+            && let Some(idle) = &pool.idle_timeout
+        {
+            peer.options.idle_timeout = Some(crate::upstream::duration(idle));
         }
         if let Some(t) = tls_cfg {
             let verify = t.verify.unwrap_or(true);
@@ -291,10 +319,10 @@ impl ProxyHttp for Gateway {
                 _ => 500,
             },
         };
-        if matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout) {
-            if let (Some(upstream), Some(node)) = (ctx.upstream(), ctx.node) {
-                upstream.observe(node, None);
-            }
+        if matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout)
+            && let (Some(upstream), Some(node)) = (ctx.upstream(), ctx.node)
+        {
+            upstream.observe(node, None);
         }
         if code > 0 {
             let _ = session.respond_error(code).await;

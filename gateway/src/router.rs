@@ -35,8 +35,9 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, Method};
@@ -108,10 +109,10 @@ impl std::error::Error for RouterError {}
 #[derive(Debug, Default)]
 pub struct Router {
     routes: Vec<CompiledRoute>,
-    exact_hosts: HashMap<Box<str>, Bucket>,
+    exact_hosts: Map<Bucket>,
     /// Wildcard hosts by suffix, leading dot included: `*.example.com` is
     /// under `.example.com`.
-    wildcard_hosts: HashMap<Box<str>, Bucket>,
+    wildcard_hosts: Map<Bucket>,
     /// Shortest and longest wildcard suffix, so that `find` probes only the
     /// suffixes of the request host that may be there.
     wildcard_lens: (usize, usize),
@@ -199,6 +200,66 @@ impl Router {
             .filter(move |suffix| (shortest..=longest).contains(&suffix.len()))
             .filter_map(|suffix| self.wildcard_hosts.get(suffix));
         self.exact_hosts.get(host).into_iter().chain(wildcards).chain(std::iter::once(&self.any_host))
+    }
+}
+
+/// The router's maps: by host, URI or path segment.
+type Map<V> = HashMap<Box<str>, V, BuildKeyHasher>;
+
+/// Builds [`KeyHasher`]s with a seed drawn once per map from std's random
+/// keys.
+#[derive(Debug, Clone)]
+struct BuildKeyHasher {
+    seed: u64,
+}
+
+impl Default for BuildKeyHasher {
+    fn default() -> BuildKeyHasher {
+        BuildKeyHasher { seed: RandomState::new().hash_one(0x5eed_u64) }
+    }
+}
+
+impl BuildHasher for BuildKeyHasher {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { state: self.seed }
+    }
+}
+
+/// The hasher of the router's maps: a seeded folded multiply per 8 bytes, the
+/// construction of foldhash and wyhash. std's SipHash costs as much as the
+/// rest of a lookup on these short keys; its resistance to chosen collisions
+/// is not needed here, as the keys come from the config and a request only
+/// probes them.
+struct KeyHasher {
+    state: u64,
+}
+
+impl KeyHasher {
+    fn mix(&mut self, word: u64) {
+        const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15; // 2^64 / golden ratio
+        let product = u128::from(self.state ^ word) * u128::from(MULTIPLIER);
+        self.state = (product >> 64) as u64 ^ product as u64;
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.mix(bytes.len() as u64);
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
     }
 }
 
@@ -531,20 +592,22 @@ fn split_segment(rest: &str) -> (&str, Option<&str>) {
 /// The routes under one host (or under none): their URIs indexed.
 #[derive(Debug, Default)]
 struct Bucket {
-    paths: PathTree,
+    /// Routes by exact URI, each list in precedence order.
+    exact: Map<Vec<usize>>,
     params: ParamTree,
+    prefixes: PrefixTree,
 }
 
 impl Bucket {
     fn add(&mut self, uris: &[UriPattern], id: usize) {
         if uris.is_empty() {
-            self.paths.node_mut(b"").prefix.push(id); // the shortest prefix
+            self.prefixes.routes_mut(b"").push(id); // the shortest prefix
         }
         for uri in uris {
             match uri {
-                UriPattern::Exact(path) => self.paths.node_mut(path.as_bytes()).exact.push(id),
-                UriPattern::Prefix(prefix) => self.paths.node_mut(prefix.as_bytes()).prefix.push(id),
+                UriPattern::Exact(path) => self.exact.entry(path.clone()).or_default().push(id),
                 UriPattern::Param(uri) => self.params.add(uri, id),
+                UriPattern::Prefix(prefix) => self.prefixes.routes_mut(prefix.as_bytes()).push(id),
             }
         }
     }
@@ -555,100 +618,88 @@ impl Bucket {
             ids.sort_by_key(|&id| (Reverse(routes[id].priority), id));
             ids.dedup();
         };
-        for node in &mut self.paths.nodes {
-            order(&mut node.exact);
-            order(&mut node.prefix);
-        }
+        self.exact.values_mut().for_each(order);
         for node in &mut self.params.nodes {
             order(&mut node.routes);
             node.tails.iter_mut().for_each(|(_, ids)| order(ids));
         }
-        self.paths.link_prefixes();
+        self.prefixes.nodes.iter_mut().for_each(|node| order(&mut node.routes));
+        self.prefixes.link_shorter();
     }
 
     /// The best route of this bucket for `path`: exact URI, then parameter
     /// URIs, then prefixes from the longest.
     fn find(&self, path: &str, search: &mut Search<'_>) -> Option<usize> {
-        let walk = self.paths.walk(path.as_bytes());
-        if let Some(id) = walk.exact.and_then(|node| search.first(&self.paths.nodes[node].exact)) {
+        if let Some(id) = self.exact.get(path).and_then(|ids| search.first(ids)) {
             return Some(id);
         }
         if let Some(id) = self.params.find(path, search) {
             return Some(id);
         }
-        let mut prefix = walk.longest_prefix;
-        while let Some(node) = prefix.map(|node| &self.paths.nodes[node]) {
-            if let Some(id) = search.first(&node.prefix) {
+        let mut prefix = self.prefixes.longest(path.as_bytes());
+        while let Some(node) = prefix.map(|node| &self.prefixes.nodes[node]) {
+            if let Some(id) = search.first(&node.routes) {
                 return Some(id);
             }
-            prefix = node.shorter_prefix;
+            prefix = node.shorter;
         }
         None
     }
 }
 
-/// Exact and prefix URIs in a radix tree over bytes (bytes, so that a path in
-/// UTF-8 is never cut inside a character). Node 0 is the root, the empty path.
+/// Prefix URIs in a radix tree over bytes (bytes, so that a path in UTF-8 is
+/// never cut inside a character). Node 0 is the root, the empty prefix.
 #[derive(Debug)]
-struct PathTree {
-    nodes: Vec<PathNode>,
+struct PrefixTree {
+    nodes: Vec<PrefixNode>,
 }
 
 #[derive(Debug, Default)]
-struct PathNode {
+struct PrefixNode {
     /// The bytes from the parent to this node.
     label: Box<[u8]>,
     /// By first byte of their label, sorted.
     children: Vec<(u8, usize)>,
-    /// Routes whose exact URI is this node's path, in precedence order.
-    exact: Vec<usize>,
     /// Routes whose prefix is this node's path, in precedence order.
-    prefix: Vec<usize>,
-    /// The nearest ancestor with prefix routes: the next shorter prefix.
-    shorter_prefix: Option<usize>,
+    routes: Vec<usize>,
+    /// The nearest ancestor with routes: the next shorter prefix.
+    shorter: Option<usize>,
 }
 
-/// Where a path ends in the tree.
-struct PathWalk {
-    /// The node of the whole path, if it has exact routes.
-    exact: Option<usize>,
-    /// The deepest node on the way with prefix routes.
-    longest_prefix: Option<usize>,
-}
-
-impl Default for PathTree {
-    fn default() -> PathTree {
-        PathTree { nodes: vec![PathNode::default()] }
+impl Default for PrefixTree {
+    fn default() -> PrefixTree {
+        PrefixTree { nodes: vec![PrefixNode::default()] }
     }
 }
 
-impl PathTree {
+impl PrefixTree {
     fn child(&self, node: usize, first: u8) -> Option<usize> {
         let children = &self.nodes[node].children;
         children.binary_search_by_key(&first, |&(b, _)| b).ok().map(|i| children[i].1)
     }
 
-    /// The node of `key`, created (splitting an edge if needed) when new.
-    fn node_mut(&mut self, mut key: &[u8]) -> &mut PathNode {
+    /// The routes of `prefix`, its node created (splitting an edge if needed)
+    /// when new.
+    fn routes_mut(&mut self, mut prefix: &[u8]) -> &mut Vec<usize> {
         let mut node = 0;
-        while let Some(&first) = key.first() {
+        while let Some(&first) = prefix.first() {
             let Some(child) = self.child(node, first) else {
-                let child = self.push(key.into());
+                let child = self.push(prefix.into());
                 let children = &mut self.nodes[node].children;
                 let at = children.partition_point(|&(b, _)| b < first);
                 children.insert(at, (first, child));
-                return &mut self.nodes[child];
+                return &mut self.nodes[child].routes;
             };
             let label = &self.nodes[child].label;
-            let common = label.iter().zip(key).take_while(|(a, b)| a == b).count();
+            let common = label.iter().zip(prefix).take_while(|(a, b)| a == b).count();
             node = if common < label.len() { self.split(node, child, common) } else { child };
-            key = &key[common..];
+            prefix = &prefix[common..];
         }
-        &mut self.nodes[node]
+        &mut self.nodes[node].routes
     }
 
     fn push(&mut self, label: Box<[u8]>) -> usize {
-        self.nodes.push(PathNode { label, ..PathNode::default() });
+        self.nodes.push(PrefixNode { label, ..PrefixNode::default() });
         self.nodes.len() - 1
     }
 
@@ -667,30 +718,30 @@ impl PathTree {
         middle
     }
 
-    /// Sets every node's `shorter_prefix`.
-    fn link_prefixes(&mut self) {
+    /// Sets every node's `shorter`.
+    fn link_shorter(&mut self) {
         let mut stack = vec![(0, None)];
         while let Some((node, shorter)) = stack.pop() {
-            self.nodes[node].shorter_prefix = shorter;
-            let below = if self.nodes[node].prefix.is_empty() { shorter } else { Some(node) };
+            self.nodes[node].shorter = shorter;
+            let below = if self.nodes[node].routes.is_empty() { shorter } else { Some(node) };
             stack.extend(self.nodes[node].children.iter().map(|&(_, child)| (child, below)));
         }
     }
 
-    fn walk(&self, path: &[u8]) -> PathWalk {
-        let has_prefix = |node: usize| !self.nodes[node].prefix.is_empty();
-        let mut walk = PathWalk { exact: None, longest_prefix: has_prefix(0).then_some(0) };
+    /// The node of the longest prefix of `path` that has routes.
+    fn longest(&self, path: &[u8]) -> Option<usize> {
+        let has_routes = |node: usize| !self.nodes[node].routes.is_empty();
+        let mut longest = has_routes(0).then_some(0);
         let (mut node, mut rest) = (0, path);
         while let Some(&first) = rest.first() {
-            let Some(child) = self.child(node, first) else { return walk };
-            let Some(after) = rest.strip_prefix(&*self.nodes[child].label) else { return walk };
+            let Some(child) = self.child(node, first) else { break };
+            let Some(after) = rest.strip_prefix(&*self.nodes[child].label) else { break };
             (node, rest) = (child, after);
-            if has_prefix(node) {
-                walk.longest_prefix = Some(node);
+            if has_routes(node) {
+                longest = Some(node);
             }
         }
-        walk.exact = (!self.nodes[node].exact.is_empty()).then_some(node);
-        walk
+        longest
     }
 }
 
@@ -702,7 +753,7 @@ struct ParamTree {
 
 #[derive(Debug, Default)]
 struct ParamNode {
-    statics: BTreeMap<Box<str>, usize>,
+    statics: Map<usize>,
     param: Option<usize>,
     /// Routes whose URI ends at this node, in precedence order.
     routes: Vec<usize>,

@@ -2,20 +2,25 @@
 //! service per listener (HTTP/1.1 and h2c, or TLS with certificates by SNI
 //! and HTTP/2 by ALPN), and the file store's background task.
 //!
-//! Signals are Pingora's: SIGTERM drains in-flight requests then exits
-//! (graceful shutdown), SIGQUIT hands the listeners to a new process
-//! started with `--upgrade` (graceful upgrade), SIGINT exits at once.
+//! Signals are Pingora's: SIGTERM stops accepting, drains the requests in
+//! flight and exits (graceful shutdown), SIGQUIT first hands the listeners
+//! to a new process started with `--upgrade` (graceful upgrade), SIGINT
+//! exits at once. Pingora alone would wait the whole grace period even
+//! when nothing is in flight; [`Drain`] exits as soon as the last request
+//! has finished, and Pingora's grace period stays the upper bound.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pingora_config::v1;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::Server;
+use pingora_core::server::ShutdownWatch;
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::services::background::background_service;
+use pingora_core::services::background::{BackgroundService, background_service};
 
 use crate::Live;
 use crate::proxy::Gateway;
@@ -62,28 +67,31 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
     let (snapshot, text) = store::load(&options.config, defaults, None).map_err(|e| e.to_string())?;
     log::info!("loaded {} ({} routes)", options.config.display(), snapshot.routes.len());
     let live = Arc::new(Live::new(snapshot));
+    let in_flight = Arc::new(AtomicUsize::new(0));
 
     let file_opts = match bootstrap.store.as_ref().and_then(|s| s.backend.as_ref()) {
         Some(v1::store::Backend::File(f)) => Some(f.clone()),
         _ => None,
     };
     let first = bootstrap.listeners.first().map(|l| l.address.replace([':', '[', ']'], "_")).unwrap_or_default();
-    let mut conf = ServerConf::default();
-    conf.threads = bootstrap
-        .threads
-        .map(|t| t as usize)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
-        .max(1);
-    conf.pid_file = options.pid_file.unwrap_or_else(|| format!("/tmp/pingora-config-{first}.pid"));
-    conf.upgrade_sock = options.upgrade_sock.unwrap_or_else(|| format!("/tmp/pingora-config-{first}.sock"));
     let grace = bootstrap
         .shutdown
         .as_ref()
         .and_then(|s| s.graceful_timeout.as_ref())
         .map(duration)
         .unwrap_or(Duration::from_secs(30));
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(grace.as_secs().max(1));
+    let conf = ServerConf {
+        threads: bootstrap
+            .threads
+            .map(|t| t as usize)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .max(1),
+        pid_file: options.pid_file.unwrap_or_else(|| format!("/tmp/pingora-config-{first}.pid")),
+        upgrade_sock: options.upgrade_sock.unwrap_or_else(|| format!("/tmp/pingora-config-{first}.sock")),
+        grace_period_seconds: Some(grace.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(grace.as_secs().max(1)),
+        ..ServerConf::default()
+    };
     let opt = Opt { upgrade: options.upgrade, ..Default::default() };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
@@ -91,18 +99,16 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
     for listener in &bootstrap.listeners {
         let mut service = pingora_proxy::http_proxy_service_with_name(
             &server.configuration,
-            Gateway { live: live.clone() },
+            Gateway { live: live.clone(), in_flight: in_flight.clone() },
             &format!("listener {}", listener.name),
         );
         let http2 = listener.http2.unwrap_or(true);
         match &listener.tls {
             None => {
-                if http2 {
-                    if let Some(app) = service.app_logic_mut() {
-                        let mut o = HttpServerOptions::default();
-                        o.h2c = true;
-                        app.server_options = Some(o);
-                    }
+                if http2 && let Some(app) = service.app_logic_mut() {
+                    let mut o = HttpServerOptions::default();
+                    o.h2c = true;
+                    app.server_options = Some(o);
                 }
                 service.add_tcp(&listener.address);
             }
@@ -141,5 +147,30 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
         applied: std::sync::Mutex::new(text),
     };
     server.add_service(background_service("file store", store));
+    server.add_service(background_service("drain", Drain { in_flight }));
     server.run_forever()
+}
+
+/// Exits the process once shutdown has begun and no request is in flight.
+struct Drain {
+    in_flight: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
+        log::info!("shutting down: draining {} request(s) in flight", self.in_flight.load(Ordering::Relaxed));
+        // Give the listeners a moment to stop accepting before judging.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while self.in_flight.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        log::info!("drained; exiting");
+        std::process::exit(0);
+    }
 }

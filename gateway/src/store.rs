@@ -85,10 +85,10 @@ impl BackgroundService for FileStore {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(e) = event {
-                if e.paths.iter().any(|p| p.file_name() == name.as_deref()) {
-                    let _ = tx.try_send(());
-                }
+            if let Ok(e) = event
+                && e.paths.iter().any(|p| p.file_name() == name.as_deref())
+            {
+                let _ = tx.try_send(());
             }
         });
         // Kept alive for the whole loop: dropping it stops the events.

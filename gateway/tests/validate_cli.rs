@@ -20,7 +20,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[test]
 fn a_valid_config_prints_ok_and_exits_0() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config.yaml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/full.yaml");
     let (code, stdout, _) = gateway(&["validate", &example.display().to_string()]);
     assert_eq!(code, 0);
     assert!(stdout.contains(": ok (2 routes, 1 upstream, 1 consumer)"), "{stdout}");

@@ -36,13 +36,8 @@ impl Mock {
             Some(Response::Echo(e)) => (None, e),
             None => (None, false),
         };
-        let content_type = if echo {
-            "application/json".to_owned()
-        } else if cfg.content_type.is_empty() {
-            "application/json".to_owned()
-        } else {
-            cfg.content_type.clone()
-        };
+        let content_type =
+            if echo || cfg.content_type.is_empty() { "application/json".to_owned() } else { cfg.content_type.clone() };
         Ok(Mock {
             status: cfg.status.unwrap_or(200) as u16,
             content_type,

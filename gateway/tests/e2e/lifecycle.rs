@@ -1,0 +1,60 @@
+//! Starting on the shipped config, HTTP/2 cleartext, and shutdown.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Gateway, Options, Upstream, client, free_port, get, http_get_raw};
+
+#[test]
+fn the_default_config_of_make_run_answers_and_proxies_through_a_real_hop() {
+    let port = free_port();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/config.yaml")).expect("example");
+    let gw = Gateway::start_with(
+        &text.replace("port: 9080", &format!("port: {port}")),
+        Options { port: Some(port), ..Options::default() },
+    );
+    let c = client();
+    let r = get(&c, &gw.url("/hello"), &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "hello from pingora-config\n"));
+    let r = get(&c, &gw.url("/api/orders?id=7"), &[]);
+    assert_eq!(r.status, 200);
+    let echoed: serde_json::Value = serde_json::from_str(&r.body).expect("the echo is JSON");
+    assert_eq!(echoed["uri"], "/api/orders");
+    assert_eq!(echoed["query"], "id=7");
+    assert_eq!(echoed["headers"]["host"], "echo.local");
+    assert_eq!(echoed["headers"]["x-forwarded-for"], "127.0.0.1");
+}
+
+#[test]
+fn http2_cleartext_with_prior_knowledge_is_served() {
+    let up = Upstream::start("origin");
+    let gw = Gateway::start(&format!(
+        "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
+        up.port()
+    ));
+    let c = reqwest::blocking::Client::builder().http2_prior_knowledge().build().expect("client");
+    let r = c.get(gw.url("/x")).send().expect("h2c request");
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().expect("body"), "origin");
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight_then_exits() {
+    let up = Upstream::start("origin");
+    let mut gw = Gateway::start(&format!(
+        "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
+        up.port()
+    ));
+    let url = gw.url("/slow/1500");
+    let in_flight = std::thread::spawn(move || get(&client(), &url, &[]));
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    gw.signal("TERM");
+    let reply = in_flight.join().expect("join");
+    assert_eq!(reply.status, 200, "the request in flight was cut");
+    assert_eq!(reply.body, "origin");
+    let code = gw.wait_exit(Duration::from_secs(10));
+    assert!(code.is_some(), "the gateway did not exit after SIGTERM");
+    assert!(sent.elapsed() >= Duration::from_millis(1000));
+    assert!(http_get_raw(gw.port, "/", "x").is_none(), "still accepting after exit");
+}

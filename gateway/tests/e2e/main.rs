@@ -1,0 +1,10 @@
+//! End-to-end tests: the real gateway binary, real upstream servers, real
+//! sockets on loopback. One test binary, so the suites build once and run in
+//! parallel (each test has its own gateway process and ports).
+
+mod harness;
+
+mod balancing;
+mod lifecycle;
+mod reload;
+mod routing;

@@ -62,7 +62,7 @@ pub struct Ctx {
     route: Option<usize>,
     /// The node chosen last, and every node tried so far.
     node: Option<usize>,
-    tried: Vec<usize>,
+    tried: smallvec::SmallVec<[usize; 4]>,
     started: Instant,
     tls: bool,
 }
@@ -134,7 +134,7 @@ impl ProxyHttp for Gateway {
             snapshot: None,
             route: None,
             node: None,
-            tried: Vec::new(),
+            tried: smallvec::SmallVec::new(),
             started: Instant::now(),
             tls: false,
         }

@@ -24,20 +24,21 @@
 //! # Cost
 //!
 //! Routes are indexed by host, then by URI, so `find` never looks at a route
-//! that cannot match: one hash lookup for the exact host and one per label of
-//! the request host for wildcards; then, per host bucket, one walk of a radix
-//! tree over the path bytes (exact and prefix URIs together, linear in the path
-//! length) and, when the bucket has parameter URIs, one walk of a segment trie.
-//! The cost grows with the length of the host and path, not with the number of
+//! that cannot match. Hosts: one hash lookup for the exact host, then one per
+//! dot of the request host that starts a suffix as long as a configured
+//! wildcard's. In each host bucket: one hash lookup for the exact URI; a walk
+//! of a segment trie for parameter URIs (one lookup per path segment); one
+//! hash lookup per distinct prefix length, skipped without hashing when all
+//! prefixes of that length end with `/` and the path has no `/` there. The
+//! cost grows with the length of the host and path, not with the number of
 //! routes. Filters run only on candidates, in precedence order. `find`
-//! allocates nothing, except to percent-decode a query value a matcher reads
-//! or to lower-case a host longer than 256 bytes.
+//! allocates nothing, except to percent-decode a query value that a matcher
+//! reads or to lower-case a host longer than 256 bytes.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, Method};
@@ -52,7 +53,8 @@ pub struct RouteSpec {
     /// Position of the route in the config (0-based); the last tie-break, and
     /// what [`Router::find`] returns.
     pub index: usize,
-    /// Exact hosts, or `*.suffix` wildcards; any case. Empty means any host.
+    /// Exact hosts, or `*.suffix` wildcards; any case. Empty means any host
+    /// (the caller has already put the service's hosts here if it has some).
     pub hosts: Vec<String>,
     /// URI patterns as in `Route.uris`: exact `/a/b`, prefix `/a/*` (a trailing
     /// `*`), parameter `/users/:id/orders` (a segment starting with `:` matches
@@ -149,8 +151,13 @@ impl Router {
     pub fn find(&self, request: &Request<'_>) -> Option<usize> {
         let mut buf = [0; HOST_BUF];
         let host = normalize_host(request.host, &mut buf);
-        let mut search = Search { routes: &self.routes, request, failed: Failed::default() };
-        let id = self.buckets(&host).find_map(|bucket| bucket.find(request.path, &mut search))?;
+        let (path, mut search) = (request.path, Search { routes: &self.routes, request, failed: Failed::default() });
+        let id = self
+            .exact_hosts
+            .get(&*host)
+            .and_then(|bucket| bucket.find(path, &mut search))
+            .or_else(|| self.wildcard_buckets(&host).find_map(|bucket| bucket.find(path, &mut search)))
+            .or_else(|| self.any_host.find(path, &mut search))?;
         Some(self.routes[id].index)
     }
 
@@ -189,79 +196,25 @@ impl Router {
         }
     }
 
-    /// The buckets a (normalized) request host may use, in precedence order:
-    /// the exact host, wildcard suffixes from the longest, then any host.
-    fn buckets<'s>(&'s self, host: &'s str) -> impl Iterator<Item = &'s Bucket> + 's {
+    /// The wildcard buckets of a (normalized) host, the longest suffix
+    /// first. A suffix starts at a dot after the first label; only the dots
+    /// that start a suffix as long as some wildcard's are probed.
+    fn wildcard_buckets<'s>(&'s self, host: &'s str) -> impl Iterator<Item = &'s Bucket> {
         let (shortest, longest) = self.wildcard_lens;
-        let wildcards = host
-            .match_indices('.')
-            .filter(|&(at, _)| at > 0)
-            .filter_map(|(at, _)| host.get(at..))
-            .filter(move |suffix| (shortest..=longest).contains(&suffix.len()))
-            .filter_map(|suffix| self.wildcard_hosts.get(suffix));
-        self.exact_hosts.get(host).into_iter().chain(wildcards).chain(std::iter::once(&self.any_host))
+        let dots = match self.wildcard_hosts.is_empty() {
+            true => 0..0,
+            false => host.len().saturating_sub(longest).max(1)..host.len().saturating_sub(shortest) + 1,
+        };
+        dots.filter(|&at| host.as_bytes().get(at) == Some(&b'.'))
+            .filter_map(|at| self.wildcard_hosts.get(host.get(at..)?))
     }
 }
 
-/// The router's maps: by host, URI or path segment.
-type Map<V> = HashMap<Box<str>, V, BuildKeyHasher>;
-
-/// Builds [`KeyHasher`]s with a seed drawn once per map from std's random
-/// keys.
-#[derive(Debug, Clone)]
-struct BuildKeyHasher {
-    seed: u64,
-}
-
-impl Default for BuildKeyHasher {
-    fn default() -> BuildKeyHasher {
-        BuildKeyHasher { seed: RandomState::new().hash_one(0x5eed_u64) }
-    }
-}
-
-impl BuildHasher for BuildKeyHasher {
-    type Hasher = KeyHasher;
-
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher { state: self.seed }
-    }
-}
-
-/// The hasher of the router's maps: a seeded folded multiply per 8 bytes, the
-/// construction of foldhash and wyhash. std's SipHash costs as much as the
-/// rest of a lookup on these short keys; its resistance to chosen collisions
-/// is not needed here, as the keys come from the config and a request only
-/// probes them.
-struct KeyHasher {
-    state: u64,
-}
-
-impl KeyHasher {
-    fn mix(&mut self, word: u64) {
-        const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15; // 2^64 / golden ratio
-        let product = u128::from(self.state ^ word) * u128::from(MULTIPLIER);
-        self.state = (product >> 64) as u64 ^ product as u64;
-    }
-}
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.mix(bytes.len() as u64);
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, byte: u8) {
-        self.mix(u64::from(byte));
-    }
-
-    fn finish(&self) -> u64 {
-        self.state
-    }
-}
+/// The router's maps: by host, URI or path segment. std's SipHash costs as
+/// much as the rest of a lookup on these short keys; foldhash's seeded
+/// folded multiply is several times cheaper, and chosen-collision resistance
+/// is not needed: the keys come from the config, requests only probe them.
+type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
 
 /// Room on the stack to lower-case a request host without allocating (DNS
 /// names are at most 253 bytes).
@@ -270,46 +223,112 @@ const HOST_BUF: usize = 256;
 /// The request host as routes name it: without user info, port, IPv6
 /// brackets or trailing dot, in lower case.
 fn normalize_host<'b>(raw: &'b str, buf: &'b mut [u8; HOST_BUF]) -> Cow<'b, str> {
-    let host = raw.rsplit_once('@').map_or(raw, |(_, host)| host);
-    let host = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split_once(']').map_or(bracketed, |(ip, _)| ip),
-        None => match host.split_once(':') {
-            Some((name, port)) if !port.contains(':') => name,
-            _ => host, // no port, or a bare IPv6 address
-        },
+    // One branch-free pass tells whether the host is of the common form.
+    let seen = raw.bytes().fold(0, |seen, b| seen | HOST_BYTES[usize::from(b)]);
+    let host = match seen & (COLON | OTHER) {
+        0 => raw,
+        COLON => strip_port(raw),
+        _ => authority_host(raw),
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Cow::Borrowed(host);
+    let upper = seen & UPPER != 0 || (seen & OTHER != 0 && host.bytes().any(|b| b.is_ascii_uppercase()));
+    if upper { lower_case(host, buf) } else { Cow::Borrowed(host) }
+}
+
+/// Classes of the bytes of a request host. Most hosts have only `PLAIN` ones.
+const PLAIN: u8 = 0;
+const UPPER: u8 = 1;
+const COLON: u8 = 2;
+const OTHER: u8 = 4;
+const HOST_BYTES: [u8; 256] = {
+    let mut classes = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        classes[b] = match b as u8 {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' => PLAIN,
+            b'A'..=b'Z' => UPPER,
+            b':' => COLON,
+            _ => OTHER,
+        };
+        b += 1;
     }
+    classes
+};
+
+/// The host of any authority: `host:port`, `[v6]:port`, `user@host`.
+fn authority_host(authority: &str) -> &str {
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or(bracketed, |(ip, _)| ip),
+        None => strip_port(host),
+    }
+}
+
+/// `host:port` without the port; a bare IPv6 address (several colons) as is.
+fn strip_port(host: &str) -> &str {
+    let bytes = host.as_bytes();
+    match bytes.iter().position(|&b| b == b':') {
+        Some(colon) if bytes[colon + 1..].iter().all(|&b| b != b':') => &host[..colon],
+        _ => host,
+    }
+}
+
+/// `host` in lower case, in `buf` if it fits.
+fn lower_case<'b>(host: &'b str, buf: &'b mut [u8; HOST_BUF]) -> Cow<'b, str> {
     let Some(lower) = buf.get_mut(..host.len()) else {
         return Cow::Owned(host.to_ascii_lowercase());
     };
-    lower.copy_from_slice(host.as_bytes());
-    lower.make_ascii_lowercase();
+    for (lower, b) in lower.iter_mut().zip(host.bytes()) {
+        *lower = b.to_ascii_lowercase();
+    }
     let lower: &'b [u8] = lower;
     // Lower-casing ASCII keeps UTF-8 valid, so the fallback never runs.
     std::str::from_utf8(lower).map_or_else(|_| Cow::Owned(host.to_ascii_lowercase()), Cow::Borrowed)
 }
 
-/// A route's filters and ranking, ready for requests.
+/// A route's ranking and filters, ready for requests.
 #[derive(Debug)]
 struct CompiledRoute {
     index: usize,
     priority: i32,
-    methods: Vec<Method>,
-    headers: Vec<(HeaderName, ValueMatch)>,
-    query: Vec<(Box<str>, ValueMatch)>,
-    cookies: Vec<(Box<str>, ValueMatch)>,
-    remote_addrs: Vec<IpNet>,
+    /// `None` when the route has no filter: it accepts every request.
+    filters: Option<Filters>,
     /// The parameter URIs in config order, for [`Router::params`].
     param_uris: Vec<ParamUri>,
 }
 
 impl CompiledRoute {
     fn new(spec: &RouteSpec, uris: &[UriPattern]) -> Result<CompiledRoute, String> {
-        let headers = spec
-            .headers
+        let param_uris = uris
+            .iter()
+            .filter_map(|uri| match uri {
+                UriPattern::Param(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(CompiledRoute { index: spec.index, priority: spec.priority, filters: Filters::new(spec)?, param_uris })
+    }
+}
+
+/// What a request must have, besides host and URI, to match a route.
+#[derive(Debug)]
+struct Filters {
+    methods: Vec<Method>,
+    headers: Vec<(HeaderName, ValueMatch)>,
+    query: Vec<(Box<str>, ValueMatch)>,
+    cookies: Vec<(Box<str>, ValueMatch)>,
+    remote_addrs: Vec<IpNet>,
+}
+
+impl Filters {
+    /// The filters of a route; `None` when it has none.
+    fn new(spec: &RouteSpec) -> Result<Option<Filters>, String> {
+        let RouteSpec { methods, headers, query, cookies, remote_addrs, .. } = spec;
+        if methods.is_empty() && headers.is_empty() && query.is_empty() && cookies.is_empty() && remote_addrs.is_empty()
+        {
+            return Ok(None);
+        }
+        let headers = headers
             .iter()
             .map(|m| {
                 let name = HeaderName::from_bytes(m.name.as_bytes())
@@ -318,31 +337,19 @@ impl CompiledRoute {
             })
             .collect::<Result<_, String>>()?;
         let by_name = |matchers: &[KeyValueMatch], kind: &str| -> Result<Vec<(Box<str>, ValueMatch)>, String> {
-            matchers
-                .iter()
-                .map(|m| Ok((m.name.as_str().into(), ValueMatch::new(m, kind)?)))
-                .collect::<Result<_, String>>()
+            matchers.iter().map(|m| Ok((m.name.as_str().into(), ValueMatch::new(m, kind)?))).collect()
         };
-        Ok(CompiledRoute {
-            index: spec.index,
-            priority: spec.priority,
-            methods: spec.methods.clone(),
+        Ok(Some(Filters {
+            methods: methods.clone(),
             headers,
-            query: by_name(&spec.query, "query")?,
-            cookies: by_name(&spec.cookies, "cookie")?,
-            remote_addrs: spec.remote_addrs.clone(),
-            param_uris: uris
-                .iter()
-                .filter_map(|uri| match uri {
-                    UriPattern::Param(p) => Some(p.clone()),
-                    _ => None,
-                })
-                .collect(),
-        })
+            query: by_name(query, "query")?,
+            cookies: by_name(cookies, "cookie")?,
+            remote_addrs: remote_addrs.clone(),
+        }))
     }
 
-    /// Whether the request passes every filter of the route.
-    fn accepts(&self, request: &Request<'_>) -> bool {
+    /// Whether the request passes every filter.
+    fn accept(&self, request: &Request<'_>) -> bool {
         (self.methods.is_empty() || self.methods.contains(request.method))
             && (self.remote_addrs.is_empty()
                 || request.client_ip.is_some_and(|ip| {
@@ -455,10 +462,11 @@ struct Search<'a> {
 
 impl Search<'_> {
     fn accepts(&mut self, id: usize) -> bool {
+        let Some(filters) = &self.routes[id].filters else { return true };
         if self.failed.contains(id) {
             return false;
         }
-        let accepted = self.routes[id].accepts(self.request);
+        let accepted = filters.accept(self.request);
         if !accepted {
             self.failed.insert(id);
         }
@@ -584,47 +592,69 @@ impl ParamUri {
     }
 }
 
-/// `a/b/c` is `a` and the rest `b/c`; `a` is `a` and no rest.
+/// `a/b/c` is `a` and the rest `b/c`; `a` is `a` and no rest. (A plain byte
+/// loop: `split_once` costs more on segments this short.)
 fn split_segment(rest: &str) -> (&str, Option<&str>) {
-    rest.split_once('/').map_or((rest, None), |(segment, next)| (segment, Some(next)))
+    match rest.bytes().position(|b| b == b'/') {
+        Some(slash) => (&rest[..slash], Some(&rest[slash + 1..])),
+        None => (rest, None),
+    }
 }
 
 /// The routes under one host (or under none): their URIs indexed.
 #[derive(Debug, Default)]
 struct Bucket {
-    /// Routes by exact URI, each list in precedence order.
+    /// Routes by exact URI.
     exact: Map<Vec<usize>>,
     params: ParamTree,
-    prefixes: PrefixTree,
+    /// Routes by prefix URI: the text before the `*`, or the empty prefix
+    /// for routes without URIs.
+    prefixes: Map<Vec<usize>>,
+    /// The distinct lengths of `prefixes`, longest first.
+    prefix_lens: Vec<PrefixLen>,
+}
+
+/// A length of prefix URIs. When all of them end with `/` (as most do), a path
+/// is probed at that length only if it has a `/` there: the probes are bounded
+/// by the path's segments, not by the number of prefixes.
+#[derive(Debug, Clone, Copy)]
+struct PrefixLen {
+    len: usize,
+    all_end_with_slash: bool,
 }
 
 impl Bucket {
     fn add(&mut self, uris: &[UriPattern], id: usize) {
         if uris.is_empty() {
-            self.prefixes.routes_mut(b"").push(id); // the shortest prefix
+            self.prefixes.entry("".into()).or_default().push(id); // the shortest prefix
         }
         for uri in uris {
             match uri {
                 UriPattern::Exact(path) => self.exact.entry(path.clone()).or_default().push(id),
                 UriPattern::Param(uri) => self.params.add(uri, id),
-                UriPattern::Prefix(prefix) => self.prefixes.routes_mut(prefix.as_bytes()).push(id),
+                UriPattern::Prefix(prefix) => self.prefixes.entry(prefix.clone()).or_default().push(id),
             }
         }
     }
 
-    /// Puts every candidate list in precedence order and links the prefixes.
+    /// Puts every candidate list in precedence order; lists the prefix lengths.
     fn finish(&mut self, routes: &[CompiledRoute]) {
         let order = |ids: &mut Vec<usize>| {
             ids.sort_by_key(|&id| (Reverse(routes[id].priority), id));
             ids.dedup();
         };
         self.exact.values_mut().for_each(order);
+        self.prefixes.values_mut().for_each(order);
         for node in &mut self.params.nodes {
             order(&mut node.routes);
             node.tails.iter_mut().for_each(|(_, ids)| order(ids));
         }
-        self.prefixes.nodes.iter_mut().for_each(|node| order(&mut node.routes));
-        self.prefixes.link_shorter();
+        let mut lens = BTreeMap::new();
+        for prefix in self.prefixes.keys() {
+            *lens.entry(Reverse(prefix.len())).or_insert(true) &= prefix.ends_with('/');
+        }
+        self.prefix_lens =
+            lens.into_iter().map(|(Reverse(len), all_end_with_slash)| PrefixLen { len, all_end_with_slash }).collect();
     }
 
     /// The best route of this bucket for `path`: exact URI, then parameter
@@ -636,112 +666,17 @@ impl Bucket {
         if let Some(id) = self.params.find(path, search) {
             return Some(id);
         }
-        let mut prefix = self.prefixes.longest(path.as_bytes());
-        while let Some(node) = prefix.map(|node| &self.prefixes.nodes[node]) {
-            if let Some(id) = search.first(&node.routes) {
+        let longer = self.prefix_lens.partition_point(|l| l.len > path.len());
+        for &PrefixLen { len, all_end_with_slash } in &self.prefix_lens[longer..] {
+            let Some(prefix) = path.get(..len) else { continue }; // cut inside a UTF-8 character
+            if all_end_with_slash && !prefix.ends_with('/') {
+                continue;
+            }
+            if let Some(id) = self.prefixes.get(prefix).and_then(|ids| search.first(ids)) {
                 return Some(id);
             }
-            prefix = node.shorter;
         }
         None
-    }
-}
-
-/// Prefix URIs in a radix tree over bytes (bytes, so that a path in UTF-8 is
-/// never cut inside a character). Node 0 is the root, the empty prefix.
-#[derive(Debug)]
-struct PrefixTree {
-    nodes: Vec<PrefixNode>,
-}
-
-#[derive(Debug, Default)]
-struct PrefixNode {
-    /// The bytes from the parent to this node.
-    label: Box<[u8]>,
-    /// By first byte of their label, sorted.
-    children: Vec<(u8, usize)>,
-    /// Routes whose prefix is this node's path, in precedence order.
-    routes: Vec<usize>,
-    /// The nearest ancestor with routes: the next shorter prefix.
-    shorter: Option<usize>,
-}
-
-impl Default for PrefixTree {
-    fn default() -> PrefixTree {
-        PrefixTree { nodes: vec![PrefixNode::default()] }
-    }
-}
-
-impl PrefixTree {
-    fn child(&self, node: usize, first: u8) -> Option<usize> {
-        let children = &self.nodes[node].children;
-        children.binary_search_by_key(&first, |&(b, _)| b).ok().map(|i| children[i].1)
-    }
-
-    /// The routes of `prefix`, its node created (splitting an edge if needed)
-    /// when new.
-    fn routes_mut(&mut self, mut prefix: &[u8]) -> &mut Vec<usize> {
-        let mut node = 0;
-        while let Some(&first) = prefix.first() {
-            let Some(child) = self.child(node, first) else {
-                let child = self.push(prefix.into());
-                let children = &mut self.nodes[node].children;
-                let at = children.partition_point(|&(b, _)| b < first);
-                children.insert(at, (first, child));
-                return &mut self.nodes[child].routes;
-            };
-            let label = &self.nodes[child].label;
-            let common = label.iter().zip(prefix).take_while(|(a, b)| a == b).count();
-            node = if common < label.len() { self.split(node, child, common) } else { child };
-            prefix = &prefix[common..];
-        }
-        &mut self.nodes[node].routes
-    }
-
-    fn push(&mut self, label: Box<[u8]>) -> usize {
-        self.nodes.push(PrefixNode { label, ..PrefixNode::default() });
-        self.nodes.len() - 1
-    }
-
-    /// Cuts the edge to `child` after `at` bytes; returns the new middle node.
-    fn split(&mut self, parent: usize, child: usize, at: usize) -> usize {
-        let label = std::mem::take(&mut self.nodes[child].label);
-        let (head, tail) = label.split_at(at);
-        let middle = self.push(head.into());
-        self.nodes[middle].children.push((tail[0], child));
-        self.nodes[child].label = tail.into();
-        for entry in &mut self.nodes[parent].children {
-            if entry.1 == child {
-                entry.1 = middle;
-            }
-        }
-        middle
-    }
-
-    /// Sets every node's `shorter`.
-    fn link_shorter(&mut self) {
-        let mut stack = vec![(0, None)];
-        while let Some((node, shorter)) = stack.pop() {
-            self.nodes[node].shorter = shorter;
-            let below = if self.nodes[node].routes.is_empty() { shorter } else { Some(node) };
-            stack.extend(self.nodes[node].children.iter().map(|&(_, child)| (child, below)));
-        }
-    }
-
-    /// The node of the longest prefix of `path` that has routes.
-    fn longest(&self, path: &[u8]) -> Option<usize> {
-        let has_routes = |node: usize| !self.nodes[node].routes.is_empty();
-        let mut longest = has_routes(0).then_some(0);
-        let (mut node, mut rest) = (0, path);
-        while let Some(&first) = rest.first() {
-            let Some(child) = self.child(node, first) else { break };
-            let Some(after) = rest.strip_prefix(&*self.nodes[child].label) else { break };
-            (node, rest) = (child, after);
-            if has_routes(node) {
-                longest = Some(node);
-            }
-        }
-        longest
     }
 }
 
@@ -930,8 +865,19 @@ mod tests {
 
     #[test]
     fn host_beats_uri() {
-        let r = router(vec![route(0, &[], &["/exact"]), route(1, &["a.com"], &["/*"])]);
-        assert_eq!(req("a.com", "/exact").find(&r), Some(1));
+        let r = router(vec![route(0, &[], &["/exact"]), route(1, &["*.a.com"], &["/*"]), route(2, &["a.com"], &[])]);
+        assert_eq!(req("a.com", "/exact").find(&r), Some(2));
+        assert_eq!(req("www.a.com", "/exact").find(&r), Some(1));
+        assert_eq!(req("b.com", "/exact").find(&r), Some(0));
+    }
+
+    #[test]
+    fn wildcards_of_different_lengths_are_all_probed() {
+        let r = router(vec![route(0, &["*.a.io"], &[]), route(1, &["*.very.long.example.com"], &[])]);
+        assert_eq!(req("x.a.io", "/").find(&r), Some(0));
+        assert_eq!(req("x.y.very.long.example.com", "/").find(&r), Some(1));
+        assert_eq!(req("very.long.example.com", "/").find(&r), None);
+        assert_eq!(req("a.io", "/").find(&r), None);
     }
 
     #[test]
@@ -974,6 +920,8 @@ mod tests {
         assert_eq!(normalize_host("[2001:DB8::1]", buf), "2001:db8::1");
         assert_eq!(normalize_host("2001:db8::1", buf), "2001:db8::1");
         assert_eq!(normalize_host("10.0.0.1:80", buf), "10.0.0.1");
+        assert_eq!(normalize_host("My_Host.example.com:80", buf), "my_host.example.com");
+        assert_eq!(normalize_host("", buf), "");
         let r = router(vec![route(0, &["a.com"], &[]), route(1, &[], &["/v6"])]);
         assert_eq!(req("[::1]:8080", "/v6").find(&r), Some(1));
     }
@@ -1057,6 +1005,15 @@ mod tests {
         assert_eq!(req("h", "/api/").find(&r), Some(2));
         assert_eq!(req("h", "/api").find(&r), Some(1));
         assert_eq!(req("h", "*").find(&r), Some(0));
+    }
+
+    #[test]
+    fn prefixes_of_one_length_with_and_without_slash() {
+        let r = router(vec![route(0, &[], &["/ab/*"]), route(1, &[], &["/abc*"]), route(2, &[], &["/a*"])]);
+        assert_eq!(req("h", "/ab/x").find(&r), Some(0));
+        assert_eq!(req("h", "/abcd").find(&r), Some(1));
+        assert_eq!(req("h", "/abd").find(&r), Some(2));
+        assert_eq!(req("h", "/").find(&r), None);
     }
 
     #[test]
@@ -1285,6 +1242,14 @@ mod tests {
     // The router itself.
 
     #[test]
+    fn route_failing_filters_is_remembered_once() {
+        let mut failed = Failed::default();
+        (0..10).for_each(|id| failed.insert(id));
+        assert!(failed.contains(7));
+        assert!(!failed.contains(9), "beyond its room, a route is merely checked again");
+    }
+
+    #[test]
     fn empty_router_finds_nothing() {
         let r = router(Vec::new());
         assert!(r.is_empty());
@@ -1322,7 +1287,7 @@ mod tests {
     }
 
     #[test]
-    fn radix_tree_splits_shared_prefixes() {
+    fn uris_sharing_text_are_told_apart() {
         let uris = ["/api/v1/users", "/api/v1/user", "/api/v2/*", "/api/*", "/a", "/api/v1/users/*"];
         let r = router(uris.iter().enumerate().map(|(i, u)| route(i, &[], &[*u])).collect());
         assert_eq!(req("h", "/api/v1/users").find(&r), Some(0));

@@ -37,6 +37,8 @@ pub struct Gateway {
     pub live: Arc<Live>,
     /// Requests in flight in this process (for draining on shutdown).
     pub in_flight: Arc<AtomicUsize>,
+    /// Set once a graceful upgrade or shutdown has begun.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Counts a request in flight for as long as its context lives.
@@ -141,6 +143,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if self.draining.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
         let snapshot = self.live.load();
         ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         let found = {
@@ -230,6 +235,8 @@ impl ProxyHttp for Gateway {
             peer.options.verify_cert = verify;
             peer.options.verify_hostname = verify;
         }
+        peer.options.ca = upstream.ca.clone();
+        peer.client_cert_key = upstream.client_cert.clone();
         peer.options.alpn = match upstream.scheme {
             Scheme::Grpc | Scheme::Grpcs => ALPN::H2,
             Scheme::Https => ALPN::H2H1,
@@ -264,6 +271,12 @@ impl ProxyHttp for Gateway {
                 None => ip.to_string(),
             };
             upstream_request.insert_header("x-forwarded-for", xff)?;
+        }
+        if upstream.config.keepalive_pool.as_ref().and_then(|p| p.size) == Some(0)
+            && upstream_request.version != http::Version::HTTP_2
+            && !session.is_upgrade_req()
+        {
+            upstream_request.insert_header(http::header::CONNECTION, "close")?;
         }
         upstream_request.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
         Ok(())

@@ -68,6 +68,7 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
     log::info!("loaded {} ({} routes)", options.config.display(), snapshot.routes.len());
     let live = Arc::new(Live::new(snapshot));
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     let file_opts = match bootstrap.store.as_ref().and_then(|s| s.backend.as_ref()) {
         Some(v1::store::Backend::File(f)) => Some(f.clone()),
@@ -99,10 +100,11 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
     for listener in &bootstrap.listeners {
         let mut service = pingora_proxy::http_proxy_service_with_name(
             &server.configuration,
-            Gateway { live: live.clone(), in_flight: in_flight.clone() },
+            Gateway { live: live.clone(), in_flight: in_flight.clone(), draining: draining.clone() },
             &format!("listener {}", listener.name),
         );
-        let http2 = listener.http2.unwrap_or(true);
+        // Default: HTTP/2 by ALPN on TLS, HTTP/1.1 only on plaintext (h2c is opt-in).
+        let http2 = listener.http2.unwrap_or(listener.tls.is_some());
         match &listener.tls {
             None => {
                 if http2 && let Some(app) = service.app_logic_mut() {
@@ -147,18 +149,38 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
         applied: std::sync::Mutex::new(text),
     };
     server.add_service(background_service("file store", store));
-    server.add_service(background_service("drain", Drain { in_flight }));
+    let phases = std::sync::Mutex::new(Some(server.watch_execution_phase()));
+    server.add_service(background_service("drain", Drain { in_flight, draining, phases }));
     server.run_forever()
 }
 
 /// Exits the process once shutdown has begun and no request is in flight.
 struct Drain {
     in_flight: Arc<AtomicUsize>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    phases: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<pingora_core::server::ExecutionPhase>>>,
 }
 
 #[async_trait::async_trait]
 impl BackgroundService for Drain {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let phases = self.phases.lock().ok().and_then(|mut p| p.take());
+        if let Some(mut phases) = phases {
+            let draining = self.draining.clone();
+            tokio::spawn(async move {
+                use pingora_core::server::ExecutionPhase as P;
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    match phases.recv().await {
+                        Ok(
+                            P::GracefulUpgradeTransferringFds | P::GracefulUpgradeCloseTimeout | P::GracefulTerminate,
+                        ) => draining.store(true, Ordering::Relaxed),
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
         while !*shutdown.borrow() {
             if shutdown.changed().await.is_err() {
                 return;

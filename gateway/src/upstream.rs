@@ -84,6 +84,10 @@ pub struct Upstream {
     passive: Option<Passive>,
     born: Instant,
     pub scheme: v1::upstream::Scheme,
+    /// Extra CAs trusted for the nodes (`tls.ca`), parsed once.
+    pub ca: Option<Arc<Box<[pingora_core::tls::x509::X509]>>>,
+    /// The client certificate presented to the nodes (`tls.client_cert`).
+    pub client_cert: Option<Arc<pingora_core::utils::tls::CertKey>>,
 }
 
 /// Why an upstream cannot be built.
@@ -199,7 +203,17 @@ impl Upstream {
             },
             eject: p.eject_duration.as_ref().map(duration).unwrap_or(Duration::from_secs(10)),
         });
-        Ok(Upstream { config: config.clone(), nodes, groups, passive, born: Instant::now(), scheme: config.scheme() })
+        let (ca, client_cert) = upstream_tls(config.tls.as_ref())?;
+        Ok(Upstream {
+            config: config.clone(),
+            nodes,
+            groups,
+            passive,
+            born: Instant::now(),
+            scheme: config.scheme(),
+            ca,
+            client_cert,
+        })
     }
 
     /// Chooses a node for a request: `key` feeds consistent hashing, `tried`
@@ -339,6 +353,36 @@ impl pingora_load_balancing::health_check::HealthObserve for LogHealth {
 
 pub fn duration(d: &pbjson_types::Duration) -> Duration {
     Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)
+}
+
+type TlsMaterial = (Option<Arc<Box<[pingora_core::tls::x509::X509]>>>, Option<Arc<pingora_core::utils::tls::CertKey>>);
+
+/// Parses the upstream's CA and client certificate once, so that a bad PEM
+/// rejects the config instead of failing requests.
+fn upstream_tls(tls: Option<&v1::UpstreamTls>) -> Result<TlsMaterial, UpstreamError> {
+    use pingora_core::tls::pkey::PKey;
+    use pingora_core::tls::x509::X509;
+    let Some(tls) = tls else { return Ok((None, None)) };
+    let ca = if tls.ca.is_empty() {
+        None
+    } else {
+        let certs = X509::stack_from_pem(tls.ca.as_bytes()).map_err(|e| UpstreamError(format!("tls.ca: {e}")))?;
+        Some(Arc::new(certs.into_boxed_slice()))
+    };
+    let client_cert = match &tls.client_cert {
+        Some(pair) => {
+            let certs = X509::stack_from_pem(pair.cert.as_bytes())
+                .map_err(|e| UpstreamError(format!("tls.client_cert.cert: {e}")))?;
+            if certs.is_empty() {
+                return Err(UpstreamError("tls.client_cert.cert: no certificate in the PEM text".into()));
+            }
+            let key = PKey::private_key_from_pem(pair.key.as_bytes())
+                .map_err(|e| UpstreamError(format!("tls.client_cert.key: {e}")))?;
+            Some(Arc::new(pingora_core::utils::tls::CertKey::new(certs, key)))
+        }
+        None => None,
+    };
+    Ok((ca, client_cert))
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, UpstreamError> {

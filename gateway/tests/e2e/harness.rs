@@ -33,6 +33,8 @@ pub struct Upstream {
     served: Arc<AtomicUsize>,
     in_flight: Arc<AtomicUsize>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
+    /// TCP connections accepted, health checks included.
+    accepted: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -62,14 +64,16 @@ impl Upstream {
             served: Arc::new(AtomicUsize::new(0)),
             in_flight: Arc::new(AtomicUsize::new(0)),
             conns: Arc::new(Mutex::new(Vec::new())),
+            accepted: Arc::new(AtomicUsize::new(0)),
         };
-        let (name, healthy, stopped, served, in_flight, conns) = (
+        let (name, healthy, stopped, served, in_flight, conns, accepted) = (
             up.name.clone(),
             up.healthy.clone(),
             up.stopped.clone(),
             up.served.clone(),
             up.in_flight.clone(),
             up.conns.clone(),
+            up.accepted.clone(),
         );
         thread::spawn(move || {
             for stream in listener.incoming() {
@@ -77,6 +81,7 @@ impl Upstream {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 if let Ok(c) = stream.try_clone() {
                     conns.lock().expect("lock").push(c);
                 }
@@ -98,6 +103,11 @@ impl Upstream {
 
     pub fn served(&self) -> usize {
         self.served.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far (how well the gateway reuses them).
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Stops accepting and closes every open connection (the node is down).
@@ -203,6 +213,8 @@ pub struct Options {
     pub ready_path: String,
     /// The HTTP listener's port (default: a free one).
     pub port: Option<u16>,
+    /// Accept h2c (HTTP/2 with prior knowledge) on the HTTP listener.
+    pub h2c: bool,
 }
 
 impl Default for Options {
@@ -212,6 +224,7 @@ impl Default for Options {
             extra_listeners: String::new(),
             ready_path: "/__ready".into(),
             port: None,
+            h2c: false,
         }
     }
 }
@@ -227,30 +240,33 @@ impl Gateway {
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let bootstrap = format!(
-            "threads: 2\nlisteners:\n  - {{ name: http, address: \"127.0.0.1:{port}\" }}\n{}store:\n  file: {{ path: {}, watch_debounce: 0.05s }}\nshutdown: {{ graceful_timeout: 5s }}\n{}",
+            "threads: 2\nlisteners:\n  - {{ name: http, address: \"127.0.0.1:{port}\", http2: {} }}\n{}store:\n  file: {{ path: {}, watch_debounce: 0.05s }}\nshutdown: {{ graceful_timeout: 5s }}\n{}",
+            options.h2c,
             options.extra_listeners,
             config_path.display(),
             options.bootstrap_extra
         );
-        let bootstrap_path = dir.path().join("gateway.yaml");
-        std::fs::write(&bootstrap_path, bootstrap).expect("write bootstrap");
+        std::fs::write(dir.path().join("gateway.yaml"), bootstrap).expect("write bootstrap");
         let log = dir.path().join("gateway.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .arg("run")
-            .arg("--bootstrap")
-            .arg(&bootstrap_path)
-            .arg("--pid-file")
-            .arg(dir.path().join("gateway.pid"))
-            .arg("--upgrade-sock")
-            .arg(dir.path().join("upgrade.sock"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(log_file.try_clone().expect("clone")))
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .expect("the gateway starts");
+        let child = spawn(dir.path(), &log, false);
         let gw = Gateway { child: Some(child), dir, port, config: config_path, log };
         gw.wait_ready(&options.ready_path);
+        gw
+    }
+
+    /// Starts a second gateway process with `run --upgrade` on this one's
+    /// bootstrap, pid file and upgrade socket, and returns once it waits on
+    /// the upgrade socket for the listeners: send this one SIGQUIT within 5
+    /// seconds (Pingora's wait). The new process reads its files from this
+    /// one's directory, so keep `self` alive as long as the new one runs.
+    pub fn start_upgrade(&self) -> Gateway {
+        let sock = self.dir.path().join("upgrade.sock");
+        let _ = std::fs::remove_file(&sock);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("gateway.log");
+        let child = spawn(self.dir.path(), &log, true);
+        let gw = Gateway { child: Some(child), dir, port: self.port, config: self.config.clone(), log };
+        gw.wait_for("the new process to open the upgrade socket", Duration::from_secs(20), || sock.exists());
         gw
     }
 
@@ -317,6 +333,27 @@ impl Gateway {
     }
 }
 
+/// Runs the gateway binary on `dir`'s bootstrap, pid file and upgrade socket.
+fn spawn(dir: &Path, log: &Path, upgrade: bool) -> Child {
+    let log_file = std::fs::File::create(log).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.arg("run")
+        .arg("--bootstrap")
+        .arg(dir.join("gateway.yaml"))
+        .arg("--pid-file")
+        .arg(dir.join("gateway.pid"))
+        .arg("--upgrade-sock")
+        .arg(dir.join("upgrade.sock"));
+    if upgrade {
+        cmd.arg("--upgrade");
+    }
+    cmd.env("RUST_LOG", "info")
+        .stdout(Stdio::from(log_file.try_clone().expect("clone")))
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .expect("the gateway starts")
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -377,4 +414,61 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
     p
+}
+
+/// A test certificate authority and the leaf certificates it signs.
+pub struct Pki {
+    /// The CA certificate, PEM: what clients trust.
+    pub ca: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "e2e test CA");
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let ca = params.self_signed(&key).expect("CA certificate").pem();
+        Pki { ca, issuer: rcgen::Issuer::new(params, key) }
+    }
+
+    /// A server certificate for `names` whose subject common name is `cn`
+    /// (so a client can tell which one it was served): (cert PEM, key PEM).
+    pub fn leaf(&self, cn: &str, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("leaf params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// `text` as a YAML literal block (`|` then the lines) whose lines are
+/// indented by `indent` spaces.
+pub fn yaml_block(text: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let lines: Vec<String> = text.lines().map(|l| format!("{pad}{l}\n")).collect();
+    format!("|\n{}", lines.concat())
+}
+
+/// A TLS listener for `Options.extra_listeners`, serving `default` (cert,
+/// key) when no `ssls` entry matches; `extra` is more YAML of the `tls`
+/// block, indented by 6 (for example `"      min_version: TLS1_3\n"`).
+pub fn tls_listener(name: &str, port: u16, default: &(String, String), extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    address: \"127.0.0.1:{port}\"\n    tls:\n      default_certificate:\n        cert: {}        key: {}{extra}",
+        yaml_block(&default.0, 10),
+        yaml_block(&default.1, 10)
+    )
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_listening(gw: &Gateway, port: u16) {
+    gw.wait_for(&format!("port {port} to accept"), Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
 }

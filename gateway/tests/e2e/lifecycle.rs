@@ -26,12 +26,15 @@ fn the_default_config_of_make_run_answers_and_proxies_through_a_real_hop() {
 }
 
 #[test]
-fn http2_cleartext_with_prior_knowledge_is_served() {
+fn http2_cleartext_with_prior_knowledge_is_served_when_the_listener_enables_it() {
     let up = Upstream::start("origin");
-    let gw = Gateway::start(&format!(
-        "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
-        up.port()
-    ));
+    let gw = Gateway::start_with(
+        &format!(
+            "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
+            up.port()
+        ),
+        Options { h2c: true, ..Options::default() },
+    );
     let c = reqwest::blocking::Client::builder().http2_prior_knowledge().build().expect("client");
     let r = c.get(gw.url("/x")).send().expect("h2c request");
     assert_eq!(r.version(), reqwest::Version::HTTP_2);

@@ -6,5 +6,8 @@ mod harness;
 
 mod balancing;
 mod lifecycle;
+mod protocols;
 mod reload;
 mod routing;
+mod tls;
+mod upgrade;

@@ -49,9 +49,14 @@ fn an_invalid_edit_is_rejected_logged_with_its_line_and_the_old_config_keeps_ser
 fn a_valid_file_that_cannot_be_served_is_rejected_too() {
     let up = Upstream::start("origin");
     let gw = Gateway::start(&two_routes("v1", &up));
-    gw.write_config("routes:\n  - { id: r, uris: [\"/*\"], upstream_id: u }\nupstreams:\n  - id: u\n    nodes: [{ host: no-such-host.invalid, port: 80 }]\n");
+    // PEM-shaped (the schema's rule) but not a certificate: only building
+    // the snapshot finds out.
+    gw.write_config(&format!(
+        "{}ssls:\n  - id: broken\n    snis: [\"api.test\"]\n    cert: \"-----BEGIN CERTIFICATE-----\\nbm90IGEgY2VydA==\\n-----END CERTIFICATE-----\\n\"\n    key: \"-----BEGIN PRIVATE KEY-----\\nbm90IGEga2V5\\n-----END PRIVATE KEY-----\\n\"\n",
+        two_routes("v2", &up)
+    ));
     gw.wait_for("the rejection logged", Duration::from_secs(5), || gw.log().contains("config change rejected"));
-    assert!(gw.log().contains("cannot resolve"), "{}", gw.log());
+    assert!(gw.log().contains("ssls[0] (broken): certificate"), "{}", gw.log());
     assert_eq!(get(&client(), &gw.url("/hello"), &[]).body, "v1");
 }
 

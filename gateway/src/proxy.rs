@@ -79,6 +79,9 @@ impl Ctx {
     }
 }
 
+static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+
 const NOT_FOUND: &[u8] = b"{\"error\":\"no route matches this request\"}\n";
 
 async fn respond(session: &mut Session, status: u16, body: &'static [u8]) -> Result<()> {
@@ -266,11 +269,11 @@ impl ProxyHttp for Gateway {
             PassHost::Pass | PassHost::Unspecified => {}
         }
         if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
-            let xff = match upstream_request.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let xff = match upstream_request.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
                 Some(prev) => format!("{prev}, {ip}"),
                 None => ip.to_string(),
             };
-            upstream_request.insert_header("x-forwarded-for", xff)?;
+            upstream_request.insert_header(X_FORWARDED_FOR.clone(), xff)?;
         }
         if upstream.config.keepalive_pool.as_ref().and_then(|p| p.size) == Some(0)
             && upstream_request.version != http::Version::HTTP_2
@@ -278,7 +281,7 @@ impl ProxyHttp for Gateway {
         {
             upstream_request.insert_header(http::header::CONNECTION, "close")?;
         }
-        upstream_request.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        upstream_request.insert_header(X_FORWARDED_PROTO.clone(), if ctx.tls { "https" } else { "http" })?;
         Ok(())
     }
 

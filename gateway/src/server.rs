@@ -91,6 +91,9 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
         upgrade_sock: options.upgrade_sock.unwrap_or_else(|| format!("/tmp/pingora-config-{first}.sock")),
         grace_period_seconds: Some(grace.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(grace.as_secs().max(1)),
+        // One single-threaded runtime per thread: measured 33 -> 28.5 us of
+        // CPU per proxied request against the work-stealing default.
+        work_stealing: false,
         ..ServerConf::default()
     };
     let opt = Opt { upgrade: options.upgrade, ..Default::default() };

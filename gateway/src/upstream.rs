@@ -222,6 +222,16 @@ impl Upstream {
         let now_ms = self.born.elapsed().as_millis() as u64;
         let usable = |i: usize| !tried.contains(&i) && self.nodes[i].ejected_until_ms.load(Ordering::Relaxed) <= now_ms;
         for group in &self.groups {
+            // A single node needs no balancer (and skips its iterator's
+            // per-call allocation).
+            if let [only] = group.nodes[..] {
+                let healthy =
+                    group.checked.as_ref().is_none_or(|c| c.backends().ready(&backend(&self.nodes[only], only)));
+                if usable(only) && healthy {
+                    return Some(only);
+                }
+                continue;
+            }
             let max = group.nodes.len() * 2 + 1;
             let accept = |b: &Backend, healthy: bool| healthy && b.ext.get::<usize>().is_some_and(|&i| usable(i));
             let chosen = match &group.selector {

@@ -56,4 +56,7 @@ bench-config:
 	@start=$$(date +%s%N); ./target/release/codegen || exit 1; end=$$(date +%s%N); \
 	  echo "bench-gen: make gen (codegen already built) took $$(( (end - start) / 1000000 )) ms"
 
+## The gateway against nginx under wrk (installs nginx and wrk if missing),
+## then the config benchmarks. See bench/README.md.
 bench: bench-config
+	bench/run.sh

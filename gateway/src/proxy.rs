@@ -103,25 +103,10 @@ fn hash_key(session: &Session, upstream: &Upstream) -> Vec<u8> {
     let req = session.req_header();
     match source {
         Source::Header(name) => req.headers.get(name.as_str()).map(|v| v.as_bytes().to_vec()).unwrap_or_default(),
-        Source::Cookie(name) => req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes().to_vec())
-            .unwrap_or_default(),
-        Source::QueryArg(name) => req
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes().to_vec())
-            .unwrap_or_default(),
+        Source::Cookie(name) => crate::router::cookie_value(&req.headers, name).map(<[u8]>::to_vec).unwrap_or_default(),
+        Source::QueryArg(name) => {
+            crate::router::query_value(req.uri.query(), name).map(|v| v.into_owned()).unwrap_or_default()
+        }
         Source::ClientIp(_) => {
             session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string().into_bytes()).unwrap_or_default()
         }

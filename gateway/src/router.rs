@@ -410,8 +410,9 @@ impl ValueMatch {
 }
 
 /// The first value of query argument `name` (case-sensitive), percent-decoded.
-/// An argument without `=` has the empty value.
-fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, [u8]>> {
+/// An argument without `=` has the empty value. Also used for consistent
+/// hashing on a query argument.
+pub fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, [u8]>> {
     query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (key == name).then(|| percent_decode(value.as_bytes()))
@@ -441,8 +442,8 @@ fn percent_decode(raw: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// The value of cookie `name` (case-sensitive) in the `Cookie` headers
-/// (HTTP/2 may send several).
-fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+/// (HTTP/2 may send several). Also used for consistent hashing on a cookie.
+pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
     headers.get_all(http::header::COOKIE).iter().flat_map(|v| v.as_bytes().split(|&b| b == b';')).find_map(|pair| {
         let (key, value) = match pair.iter().position(|&b| b == b'=') {
             Some(at) => (&pair[..at], &pair[at + 1..]),

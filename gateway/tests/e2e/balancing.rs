@@ -196,3 +196,30 @@ fn lower_priority_nodes_serve_only_when_the_preferred_group_is_down() {
     main.stop();
     assert_eq!(tally(&gw, 10, &[], "/").get("backup"), Some(&10));
 }
+
+#[test]
+fn consistent_hashing_on_a_cookie_or_a_query_argument_is_sticky_too() {
+    let (a, b, c3) = (Upstream::start("a"), Upstream::start("b"), Upstream::start("c"));
+    for (key, send_key) in [
+        (
+            "{ cookie: session }",
+            Box::new(|id: &str| ("/x?y=1".to_owned(), vec![("cookie".to_owned(), format!("other=1; session={id}"))]))
+                as Box<dyn Fn(&str) -> (String, Vec<(String, String)>)>,
+        ),
+        ("{ query_arg: user }", Box::new(|id: &str| (format!("/x?a=b&user={id}"), Vec::new()))),
+    ] {
+        let gw = Gateway::start(&upstream_config(
+            &[(&a, 1), (&b, 1), (&c3, 1)],
+            &format!("    load_balancer: {{ algorithm: CONSISTENT_HASH, hash_key: {key} }}\n"),
+        ));
+        let mut used = std::collections::HashSet::new();
+        for user in 0..30 {
+            let (path, headers) = send_key(&user.to_string());
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let t = tally(&gw, 4, &headers, &path);
+            assert_eq!(t.len(), 1, "{key}: user {user} went to {t:?}");
+            used.extend(t.into_keys());
+        }
+        assert_eq!(used.len(), 3, "{key}: 30 keys should reach all 3 nodes: {used:?}");
+    }
+}

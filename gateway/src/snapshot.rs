@@ -79,17 +79,6 @@ impl std::fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 impl Snapshot {
-    /// An empty snapshot: every request gets 404.
-    pub fn empty() -> Snapshot {
-        Snapshot {
-            router: Router::new(Vec::new()).expect("an empty router builds"),
-            routes: Vec::new(),
-            upstreams: HashMap::new(),
-            certificates: Certificates::default(),
-            config: Arc::new(v1::Config::default()),
-        }
-    }
-
     /// Compiles a validated config. `previous` lends its unchanged
     /// upstreams. Blocking (DNS): call it off the request path.
     pub fn build(config: v1::Config, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {

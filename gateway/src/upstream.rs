@@ -282,15 +282,6 @@ impl Upstream {
         let interval = active.interval.as_ref().map(duration).unwrap_or(Duration::from_secs(5));
         self.groups.iter().filter_map(|g| g.checked.clone().map(|h| (h, interval))).collect()
     }
-
-    /// Whether active checks currently consider the node healthy.
-    pub fn is_healthy(&self, node: usize) -> bool {
-        let b = backend(&self.nodes[node], node);
-        self.groups
-            .iter()
-            .filter(|g| g.nodes.contains(&node))
-            .all(|g| g.checked.as_ref().is_none_or(|c| c.backends().ready(&b)))
-    }
 }
 
 fn with_health_check<S>(

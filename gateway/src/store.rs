@@ -44,7 +44,13 @@ impl std::fmt::Display for LoadError {
 
 /// Reads, validates and compiles the config file.
 pub fn load(path: &Path, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<(Snapshot, String), LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read(path)?;
+    let snapshot = compile(path, &text, defaults, previous)?;
+    Ok((snapshot, text))
+}
+
+fn read(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|e| {
         LoadError::Invalid(Report {
             origin: path.display().to_string(),
             violations: vec![pingora_config::Violation {
@@ -54,11 +60,14 @@ pub fn load(path: &Path, defaults: Timeouts, previous: Option<&Snapshot>) -> Res
                 message: format!("cannot read the file: {e}"),
             }],
         })
-    })?;
+    })
+}
+
+/// Validates and compiles the text of the config file.
+fn compile(path: &Path, text: &str, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, LoadError> {
     let (config, _) =
-        pingora_config::load_str::<v1::Config>(&text, &path.display().to_string()).map_err(LoadError::Invalid)?;
-    let snapshot = Snapshot::build(config, defaults, previous).map_err(LoadError::Build)?;
-    Ok((snapshot, text))
+        pingora_config::load_str::<v1::Config>(text, &path.display().to_string()).map_err(LoadError::Invalid)?;
+    Snapshot::build(config, defaults, previous).map_err(LoadError::Build)
 }
 
 /// The background task that watches the file and runs health checks.
@@ -133,12 +142,12 @@ impl FileStore {
         let defaults = self.defaults;
         let applied = self.applied.lock().map(|t| t.clone()).unwrap_or_default();
         let result = tokio::task::spawn_blocking(move || {
-            match std::fs::read_to_string(&path) {
+            let text = match read(&path) {
                 Ok(t) if t == applied => return None,
-                Err(_) => {}
-                Ok(_) => {}
-            }
-            Some(load(&path, defaults, Some(&previous)))
+                Ok(t) => t,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(compile(&path, &text, defaults, Some(&previous)).map(|s| (s, text)))
         })
         .await;
         match result {

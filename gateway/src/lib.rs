@@ -11,6 +11,7 @@
 //! - [`server`]: assembling listeners and services from the bootstrap.
 
 pub mod plugins;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;

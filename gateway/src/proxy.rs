@@ -1,22 +1,31 @@
 //! The request life cycle on Pingora's `ProxyHttp` phases
 //! (see Pingora's `docs/user_guide/phase.md`):
 //!
-//! 1. `request_filter`: load the snapshot once, route the request (404 when
-//!    nothing matches), run the route's plugins (a plugin may answer);
+//! 0. `early_request_filter`: load the snapshot once, route the request,
+//!    let plugins switch Pingora's downstream modules on (compression,
+//!    grpc-web) before those read the request;
+//! 1. `request_filter`: run the global rules' then the route's request
+//!    plugins (a plugin may answer); 404 when no route matched;
 //! 2. `upstream_peer`: choose a node of the route's upstream, skipping the
 //!    nodes this request already failed on; build the peer with the
 //!    route's timeouts, TLS and ALPN;
 //! 3. `upstream_request_filter`: Host header by `pass_host`, forwarding
-//!    headers;
+//!    headers, the consumer's name, then the plugins' upstream-request hooks;
 //! 4. `fail_to_connect`: retry on another node while retries and the retry
 //!    timeout allow; record the failure for passive health checks;
 //! 5. `upstream_response_filter`: record the status for passive checks;
-//! 6. `fail_to_proxy`: timeouts become 504, other upstream errors 502;
-//! 7. `logging`: release the node's in-flight count.
+//!    `response_filter` / `response_body_filter`: the plugins' response
+//!    hooks;
+//! 6. `fail_to_proxy`: timeouts become 504, other upstream errors 502 (also
+//!    through the plugins' response hooks);
+//! 7. `logging`: release the node's in-flight count, run the log hooks.
+//!
+//! Responses written by plugins go through [`Pipeline::answer`], so the
+//! response hooks (CORS, request id, rewrites) apply to them too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use pingora_config::v1::upstream::{PassHost, Scheme};
@@ -27,7 +36,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::Live;
-use crate::plugins::Flow;
+use crate::plugins::{LogEntry, Pipeline, PluginCtx, Response};
 use crate::router::Request;
 use crate::snapshot::{Route, Snapshot};
 use crate::upstream::Upstream;
@@ -67,6 +76,17 @@ pub struct Ctx {
     tried: smallvec::SmallVec<[usize; 4]>,
     started: Instant,
     tls: bool,
+    /// State the plugins share for this request.
+    pub plugin: PluginCtx,
+    /// Whether any plugin applies (the global rules or the route's).
+    plugins: bool,
+    /// When the node was chosen, and how long its response header took.
+    upstream_started: Option<Instant>,
+    upstream_latency: Option<Duration>,
+    /// The body bytes loggers asked for, and what was kept of them.
+    capture: crate::plugins::BodyLimits,
+    request_body: Vec<u8>,
+    response_body: Vec<u8>,
 }
 
 impl Ctx {
@@ -74,22 +94,37 @@ impl Ctx {
         Some(&self.snapshot.as_ref()?.routes[self.route?])
     }
 
+    /// The upstream of the request: a plugin's choice, else the route's.
     fn upstream(&self) -> Option<&Arc<Upstream>> {
-        self.route()?.upstream.as_ref()
+        self.plugin.upstream.as_ref().or_else(|| self.route()?.upstream.as_ref())
     }
+
+    /// The snapshot and route index, to build a [`Pipeline`] while the rest
+    /// of the context is borrowed mutably.
+    fn pipeline_parts(&self) -> Option<(Arc<Snapshot>, Option<usize>)> {
+        if !self.plugins {
+            return None;
+        }
+        Some((self.snapshot.clone()?, self.route))
+    }
+}
+
+fn pipeline(snapshot: &Snapshot, route: Option<usize>) -> Pipeline<'_> {
+    Pipeline { global: &snapshot.global, route: route.and_then(|i| snapshot.routes.get(i)).map(|r| &r.plugins) }
 }
 
 static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+static X_CONSUMER_USERNAME: http::HeaderName = http::HeaderName::from_static("x-consumer-username");
 
 const NOT_FOUND: &[u8] = b"{\"error\":\"no route matches this request\"}\n";
 
-async fn respond(session: &mut Session, status: u16, body: &'static [u8]) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(2))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(Bytes::from_static(body)), true).await
+fn not_found() -> Response {
+    Response {
+        status: 404,
+        headers: vec![(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))],
+        body: Bytes::from_static(NOT_FOUND),
+    }
 }
 
 /// The hash key of a request for consistent hashing.
@@ -118,6 +153,13 @@ fn hash_key(session: &Session, upstream: &Upstream) -> Vec<u8> {
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
+    fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
+        // Both start switched off; the compression and grpc_web plugins
+        // switch them on per request.
+        modules.add_module(pingora_core::modules::http::compression::ResponseCompressionBuilder::enable(0));
+        modules.add_module(Box::new(pingora_core::modules::http::grpc_web::GrpcWeb));
+    }
+
     fn new_ctx(&self) -> Ctx {
         Ctx {
             _in_flight: InFlight::new(&self.in_flight),
@@ -127,15 +169,18 @@ impl ProxyHttp for Gateway {
             tried: smallvec::SmallVec::new(),
             started: Instant::now(),
             tls: false,
+            plugin: PluginCtx::default(),
+            plugins: false,
+            upstream_started: None,
+            upstream_latency: None,
+            capture: Default::default(),
+            request_body: Vec::new(),
+            response_body: Vec::new(),
         }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if self.draining.load(Ordering::Relaxed) {
-            session.set_keepalive(None);
-        }
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let snapshot = self.live.load();
-        ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
         let found = {
             let req = session.req_header();
             let host = req
@@ -154,30 +199,60 @@ impl ProxyHttp for Gateway {
                 client_ip,
             })
         };
+        ctx.route = found;
+        let route = found.and_then(|i| snapshot.routes.get(i));
+        ctx.plugins = !snapshot.global.is_empty() || route.is_some_and(|r| !r.plugins.is_empty());
+        if ctx.plugins {
+            ctx.plugin.route = route.map(|r| r.info.clone());
+            let p = pipeline(&snapshot, found);
+            p.early(session, &mut ctx.plugin)?;
+            ctx.capture = p.body_capture(None);
+        }
         ctx.snapshot = Some(snapshot);
-        let Some(index) = found else {
-            respond(session, 404, NOT_FOUND).await?;
-            return Ok(true);
-        };
-        ctx.route = Some(index);
-        let Some(route) = ctx.route() else { return Ok(false) };
-        if !route.plugins.is_empty() {
-            let chain = route.plugins.clone();
-            if let Flow::Responded = chain.request(session).await? {
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if self.draining.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
+        ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
+        let Some((snapshot, route)) = ctx.pipeline_parts() else {
+            if ctx.route.is_none() {
+                // No plugin anywhere: the 404 needs no hooks.
+                let r = not_found();
+                let mut resp = ResponseHeader::build(404, Some(2))?;
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                resp.insert_header(http::header::CONTENT_LENGTH, r.body.len().to_string())?;
+                session.write_response_header(Box::new(resp), false).await?;
+                session.write_response_body(Some(r.body), true).await?;
                 return Ok(true);
             }
+            return Ok(false);
+        };
+        let p = pipeline(&snapshot, route);
+        let answer = match p.request(session, &mut ctx.plugin).await? {
+            Some(r) => Some(r),
+            None if route.is_none() => Some(not_found()),
+            None => None,
+        };
+        if let Some(r) = answer {
+            p.answer(session, &mut ctx.plugin, r).await?;
+            return Ok(true);
+        }
+        if ctx.capture.request > 0 {
+            session.enable_retry_buffering();
         }
         Ok(false)
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let (upstream, timeouts) = match ctx.route() {
-            Some(r) => match &r.upstream {
-                Some(u) => (u.clone(), r.timeouts),
-                None => return Error::e_explain(ErrorType::HTTPStatus(502), "the route has no upstream"),
-            },
-            None => return Error::e_explain(ErrorType::HTTPStatus(404), "no route"),
+        let (upstream, timeouts) = match (ctx.route(), ctx.upstream()) {
+            (Some(r), Some(u)) => (u.clone(), r.timeouts),
+            (Some(_), None) => return Error::e_explain(ErrorType::HTTPStatus(502), "the route has no upstream"),
+            (None, _) => return Error::e_explain(ErrorType::HTTPStatus(404), "no route"),
         };
+        ctx.upstream_started = Some(Instant::now());
         let key = hash_key(session, &upstream);
         let Some(node_index) = upstream.select(&key, &ctx.tried) else {
             return Error::e_explain(
@@ -267,6 +342,16 @@ impl ProxyHttp for Gateway {
             upstream_request.insert_header(http::header::CONNECTION, "close")?;
         }
         upstream_request.insert_header(X_FORWARDED_PROTO.clone(), if ctx.tls { "https" } else { "http" })?;
+        match &ctx.plugin.consumer {
+            Some(c) => upstream_request.insert_header(X_CONSUMER_USERNAME.clone(), c.header.clone())?,
+            // A client cannot claim to be a consumer.
+            None => {
+                upstream_request.remove_header(&X_CONSUMER_USERNAME);
+            }
+        }
+        if let Some((snapshot, route)) = ctx.pipeline_parts() {
+            pipeline(&snapshot, route).upstream_request(session, upstream_request, &mut ctx.plugin)?;
+        }
         Ok(())
     }
 
@@ -304,6 +389,49 @@ impl ProxyHttp for Gateway {
         if let (Some(upstream), Some(node)) = (ctx.upstream(), ctx.node) {
             upstream.observe(node, Some(upstream_response.status.as_u16()));
         }
+        ctx.upstream_latency = ctx.upstream_started.map(|t| t.elapsed());
+        Ok(())
+    }
+
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        if let Some((snapshot, route)) = ctx.pipeline_parts() {
+            pipeline(&snapshot, route).response(session, resp, &mut ctx.plugin)?;
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if let Some((snapshot, route)) = ctx.pipeline_parts() {
+            pipeline(&snapshot, route).response_body(body, end, &mut ctx.plugin)?;
+            if ctx.capture.response > ctx.response_body.len()
+                && let Some(b) = body
+            {
+                let room = ctx.capture.response - ctx.response_body.len();
+                ctx.response_body.extend_from_slice(&b[..b.len().min(room)]);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.capture.request > ctx.request_body.len()
+            && let Some(b) = body
+        {
+            let room = ctx.capture.request - ctx.request_body.len();
+            ctx.request_body.extend_from_slice(&b[..b.len().min(room)]);
+        }
         Ok(())
     }
 
@@ -326,14 +454,48 @@ impl ProxyHttp for Gateway {
             upstream.observe(node, None);
         }
         if code > 0 {
-            let _ = session.respond_error(code).await;
+            match ctx.pipeline_parts() {
+                Some((snapshot, route)) if session.response_written().is_none() => {
+                    let _ = pipeline(&snapshot, route).answer(session, &mut ctx.plugin, Response::status(code)).await;
+                }
+                _ => {
+                    let _ = session.respond_error(code).await;
+                }
+            }
         }
         FailToProxy { error_code: code, can_reuse_downstream: false }
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if let (Some(upstream), Some(node)) = (ctx.upstream(), ctx.node) {
             upstream.nodes[node].in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
+        let Some((snapshot, route)) = ctx.pipeline_parts() else { return };
+        let p = pipeline(&snapshot, route);
+        if !p.has(crate::plugins::Hooks::LOG, ctx.plugin.consumer.as_deref()) {
+            return;
+        }
+        let latency = ctx.started.elapsed();
+        let upstream = ctx.upstream();
+        let entry = LogEntry {
+            request: session.req_header(),
+            response: session.response_written(),
+            status: session.response_written().map(|r| r.status.as_u16()).unwrap_or(0),
+            client_ip: crate::plugins::client_ip(session),
+            upstream_addr: match (upstream, ctx.node) {
+                (Some(u), Some(n)) => Some(u.nodes[n].addr.to_string()),
+                _ => None,
+            },
+            upstream_id: upstream.map(|u| u.config.id.as_str()).filter(|s| !s.is_empty()),
+            start: SystemTime::now() - latency,
+            latency,
+            upstream_latency: ctx.upstream_latency,
+            bytes_received: session.body_bytes_read(),
+            bytes_sent: session.body_bytes_sent(),
+            request_body: (ctx.capture.request > 0).then_some(ctx.request_body.as_slice()),
+            response_body: (ctx.capture.response > 0).then_some(ctx.response_body.as_slice()),
+            error: e.map(|e| e.to_string()),
+        };
+        p.log(&entry, &ctx.plugin);
     }
 }

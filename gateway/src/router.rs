@@ -409,6 +409,43 @@ impl ValueMatch {
     }
 }
 
+/// Header, query and cookie matchers outside routing (traffic_split rules
+/// use the same semantics as route matchers).
+#[derive(Debug)]
+pub struct RequestMatch {
+    headers: Vec<(HeaderName, ValueMatch)>,
+    query: Vec<(Box<str>, ValueMatch)>,
+    cookies: Vec<(Box<str>, ValueMatch)>,
+}
+
+impl RequestMatch {
+    pub fn new(
+        headers: &[KeyValueMatch],
+        query: &[KeyValueMatch],
+        cookies: &[KeyValueMatch],
+    ) -> Result<RequestMatch, String> {
+        let headers = headers
+            .iter()
+            .map(|m| {
+                let name = HeaderName::from_bytes(m.name.as_bytes())
+                    .map_err(|_| format!("`{}` is not a valid header name", m.name))?;
+                Ok((name, ValueMatch::new(m, "header")?))
+            })
+            .collect::<Result<_, String>>()?;
+        let by_name = |matchers: &[KeyValueMatch], kind: &str| -> Result<Vec<(Box<str>, ValueMatch)>, String> {
+            matchers.iter().map(|m| Ok((m.name.as_str().into(), ValueMatch::new(m, kind)?))).collect()
+        };
+        Ok(RequestMatch { headers, query: by_name(query, "query")?, cookies: by_name(cookies, "cookie")? })
+    }
+
+    /// Whether every matcher succeeds (true when there are none).
+    pub fn accept(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
+        self.headers.iter().all(|(name, m)| m.matches(headers.get(name).map(|v| v.as_bytes())))
+            && self.query.iter().all(|(name, m)| m.matches(query_value(query, name).as_deref()))
+            && self.cookies.iter().all(|(name, m)| m.matches(cookie_value(headers, name)))
+    }
+}
+
 /// The first value of query argument `name` (case-sensitive), percent-decoded.
 /// An argument without `=` has the empty value. Also used for consistent
 /// hashing on a query argument.

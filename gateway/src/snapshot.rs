@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use pingora_config::v1;
 
-use crate::plugins::{self, PluginChain};
+use crate::plugins::{self, BuildCx, Consumers, PluginChain, RouteInfo, ScopePlugins};
 use crate::router::{RouteSpec, Router};
 use crate::tls::Certificates;
 use crate::upstream::{Upstream, duration};
@@ -50,6 +50,8 @@ pub struct Route {
     pub upstream: Option<Arc<Upstream>>,
     pub timeouts: Timeouts,
     pub plugins: PluginChain,
+    /// Ids and names for plugins, metrics and logs.
+    pub info: Arc<RouteInfo>,
 }
 
 /// Everything a request needs, immutable.
@@ -61,6 +63,10 @@ pub struct Snapshot {
     /// (`route:<id>`, `service:<id>`), kept to carry them over on reload.
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub certificates: Certificates,
+    /// The global rules' plugins, run for every request.
+    pub global: PluginChain,
+    /// Consumers indexed by credential.
+    pub consumers: Arc<Consumers>,
     /// The validated config this snapshot was built from.
     pub config: Arc<v1::Config>,
 }
@@ -84,12 +90,62 @@ impl Snapshot {
     pub fn build(config: v1::Config, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {
         let mut errors = Vec::new();
         let mut upstreams: HashMap<String, Arc<Upstream>> = HashMap::new();
+        let prev = previous.map(|p| &p.upstreams);
         for u in &config.upstreams {
-            upstream_for(&mut upstreams, previous, u.id.clone(), u, &mut errors);
+            upstream_for(&mut upstreams, prev, u.id.clone(), u, &mut errors);
         }
         let services: HashMap<&str, &v1::Service> = config.services.iter().map(|s| (s.id.as_str(), s)).collect();
-        let plugin_configs: HashMap<&str, &v1::PluginConfig> =
-            config.plugin_configs.iter().map(|p| (p.id.as_str(), p)).collect();
+
+        // Consumers first (auth plugins look them up); a consumer's own
+        // plugins never authenticate, so they see an empty index.
+        let no_consumers = Arc::new(Consumers::default());
+        let consumers = {
+            let mut cx = BuildCx {
+                scope: String::new(),
+                consumers: &no_consumers,
+                upstreams: &mut upstreams,
+                previous_upstreams: prev,
+            };
+            Arc::new(Consumers::build(&config.consumers, &mut cx, &mut errors))
+        };
+        let mut cx =
+            BuildCx { scope: String::new(), consumers: &consumers, upstreams: &mut upstreams, previous_upstreams: prev };
+        let scope = |cx: &mut BuildCx<'_>, name: String, p: Option<&v1::Plugins>, errors: &mut Vec<String>| {
+            let p = p?;
+            cx.scope = name;
+            match plugins::build_scope(p, cx) {
+                Ok(s) => Some(s),
+                Err(es) => {
+                    errors.extend(es.into_iter().map(|e| format!("{}: {e}", cx.scope)));
+                    None
+                }
+            }
+        };
+        let mut global_entries = Vec::new();
+        for (i, g) in config.global_rules.iter().enumerate() {
+            if let Some(s) = scope(&mut cx, format!("global_rules[{i}] ({})", g.id), g.plugins.as_ref(), &mut errors) {
+                global_entries.extend(s.into_iter().filter_map(|(_, e)| e));
+            }
+        }
+        let global = PluginChain::from_entries(global_entries, Vec::new());
+        let mut service_scopes: HashMap<&str, ScopePlugins> = HashMap::new();
+        for (i, sv) in config.services.iter().enumerate() {
+            if let Some(s) = scope(&mut cx, format!("services[{i}] ({})", sv.id), sv.plugins.as_ref(), &mut errors) {
+                service_scopes.insert(sv.id.as_str(), s);
+            }
+        }
+        let mut pc_scopes: HashMap<&str, ScopePlugins> = HashMap::new();
+        for (i, pc) in config.plugin_configs.iter().enumerate() {
+            if let Some(s) = scope(&mut cx, format!("plugin_configs[{i}] ({})", pc.id), pc.plugins.as_ref(), &mut errors)
+            {
+                pc_scopes.insert(pc.id.as_str(), s);
+            }
+        }
+        let mut route_scopes: Vec<Option<ScopePlugins>> = Vec::with_capacity(config.routes.len());
+        for (i, r) in config.routes.iter().enumerate() {
+            route_scopes.push(scope(&mut cx, format!("routes[{i}] ({})", r.id), r.plugins.as_ref(), &mut errors));
+        }
+        drop(cx);
 
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut specs = Vec::with_capacity(config.routes.len());
@@ -100,12 +156,12 @@ impl Snapshot {
             };
             let upstream = match (&r.target, service.and_then(|s| s.target.as_ref())) {
                 (Some(v1::route::Target::Upstream(u)), _) => {
-                    upstream_for(&mut upstreams, previous, format!("route:{}", r.id), u, &mut errors)
+                    upstream_for(&mut upstreams, prev, format!("route:{}", r.id), u, &mut errors)
                 }
                 (Some(v1::route::Target::UpstreamId(id)), _) => upstreams.get(id).cloned(),
                 (_, Some(v1::service::Target::Upstream(u))) => upstream_for(
                     &mut upstreams,
-                    previous,
+                    prev,
                     format!("service:{}", service.map(|s| s.id.as_str()).unwrap_or_default()),
                     u,
                     &mut errors,
@@ -118,21 +174,21 @@ impl Snapshot {
                 .overlay(service.and_then(|s| s.timeouts.as_ref()))
                 .overlay(r.timeouts.as_ref());
             let layers = plugins::Layers {
-                service: service.and_then(|s| s.plugins.as_ref()),
-                plugin_config: plugin_configs.get(r.plugin_config_id.as_str()).and_then(|p| p.plugins.as_ref()),
-                route: r.plugins.as_ref(),
+                service: service.and_then(|s| service_scopes.get(s.id.as_str())),
+                plugin_config: pc_scopes.get(r.plugin_config_id.as_str()),
+                route: route_scopes[index].as_ref(),
             };
-            let chain = match PluginChain::build(&layers) {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(format!("routes[{index}] ({}): {e}", r.id));
-                    PluginChain::default()
-                }
-            };
+            let chain = PluginChain::for_route(&layers);
             if upstream.is_none() && !chain.responds() {
                 errors.push(format!("routes[{index}] ({}): no upstream and no plugin that answers", r.id));
             }
-            routes.push(Route { id: r.id.as_str().into(), upstream, timeouts, plugins: chain });
+            let info = Arc::new(RouteInfo {
+                id: r.id.as_str().into(),
+                name: r.name.as_str().into(),
+                service_id: service.map(|s| s.id.as_str()).unwrap_or_default().into(),
+                service_name: service.map(|s| s.name.as_str()).unwrap_or_default().into(),
+            });
+            routes.push(Route { id: r.id.as_str().into(), upstream, timeouts, plugins: chain, info });
             if r.enabled == Some(false) {
                 continue;
             }
@@ -167,15 +223,15 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(BuildError(errors));
         }
-        Ok(Snapshot { router, routes, upstreams, certificates, config: Arc::new(config) })
+        Ok(Snapshot { router, routes, upstreams, certificates, global, consumers, config: Arc::new(config) })
     }
 }
 
 /// The upstream for `key`: already built in this snapshot, carried over from
 /// the previous one when its config is unchanged, or built now.
-fn upstream_for(
+pub(crate) fn upstream_for(
     upstreams: &mut HashMap<String, Arc<Upstream>>,
-    previous: Option<&Snapshot>,
+    previous: Option<&HashMap<String, Arc<Upstream>>>,
     key: String,
     cfg: &v1::Upstream,
     errors: &mut Vec<String>,
@@ -183,7 +239,7 @@ fn upstream_for(
     if let Some(u) = upstreams.get(&key) {
         return Some(u.clone());
     }
-    let reused = previous.and_then(|p| p.upstreams.get(&key)).filter(|u| u.config == *cfg).cloned();
+    let reused = previous.and_then(|p| p.get(&key)).filter(|u| u.config == *cfg).cloned();
     let built = match reused {
         Some(u) => u,
         None => match Upstream::build(cfg) {

@@ -5,49 +5,37 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pingora_config::v1;
-use pingora_config::v1::mock_plugin::Response;
-use pingora_http::ResponseHeader;
+use pingora_config::v1::mock_plugin::Response as Body;
 use pingora_proxy::Session;
 
-use super::{Flow, Plugin};
+use super::{BuildCx, Flow, Hooks, Plugin, PluginCtx, Response, header_pair};
 use crate::upstream::duration;
 
 pub struct Mock {
-    status: u16,
-    content_type: String,
-    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    response: Response,
     delay: Option<Duration>,
-    body: Option<Bytes>,
     echo: bool,
 }
 
-impl Mock {
-    pub fn new(cfg: v1::MockPlugin) -> Result<Mock, String> {
-        let mut headers = Vec::new();
-        for h in &cfg.headers {
-            let name =
-                http::HeaderName::try_from(h.name.as_str()).map_err(|e| format!("mock: header {}: {e}", h.name))?;
-            let value =
-                http::HeaderValue::try_from(h.value.as_str()).map_err(|e| format!("mock: header {}: {e}", h.name))?;
-            headers.push((name, value));
-        }
-        let (body, echo) = match cfg.response {
-            Some(Response::Body(b)) => (Some(Bytes::from(b)), false),
-            Some(Response::Echo(e)) => (None, e),
-            None => (None, false),
-        };
-        let content_type =
-            if echo || cfg.content_type.is_empty() { "application/json".to_owned() } else { cfg.content_type.clone() };
-        Ok(Mock {
-            status: cfg.status.unwrap_or(200) as u16,
-            content_type,
-            headers,
-            delay: cfg.delay.as_ref().map(duration).filter(|d| !d.is_zero()),
-            body,
-            echo,
-        })
+pub fn build(cfg: &v1::MockPlugin, _cx: &mut BuildCx<'_>) -> Result<Mock, String> {
+    let (body, echo) = match &cfg.response {
+        Some(Body::Body(b)) => (Bytes::from(b.clone()), false),
+        Some(Body::Echo(e)) => (Bytes::new(), *e),
+        None => (Bytes::new(), false),
+    };
+    let content_type = if echo || cfg.content_type.is_empty() { "application/json" } else { cfg.content_type.as_str() };
+    let mut headers = vec![header_pair("content-type", content_type)?];
+    for h in &cfg.headers {
+        headers.push(header_pair(&h.name, &h.value)?);
     }
+    Ok(Mock {
+        response: Response { status: cfg.status.unwrap_or(200) as u16, headers, body },
+        delay: cfg.delay.as_ref().map(duration).filter(|d| !d.is_zero()),
+        echo,
+    })
+}
 
+impl Mock {
     fn echo_body(session: &Session) -> Bytes {
         let req = session.req_header();
         let headers: serde_json::Map<String, serde_json::Value> = req
@@ -57,13 +45,12 @@ impl Mock {
                 (k.as_str().to_owned(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
             })
             .collect();
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
         let json = serde_json::json!({
             "method": req.method.as_str(),
             "uri": req.uri.path(),
             "query": req.uri.query().unwrap_or(""),
             "headers": headers,
-            "client_ip": client_ip,
+            "client_ip": super::client_ip(session).map(|ip| ip.to_string()),
         });
         Bytes::from(json.to_string())
     }
@@ -71,22 +58,19 @@ impl Mock {
 
 #[async_trait::async_trait]
 impl Plugin for Mock {
-    async fn request(&self, session: &mut Session) -> pingora_error::Result<Flow> {
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST
+    }
+
+    async fn request(&self, session: &mut Session, _ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
         if let Some(d) = self.delay {
             tokio::time::sleep(d).await;
         }
-        let body = if self.echo { Self::echo_body(session) } else { self.body.clone().unwrap_or_default() };
-        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 2))?;
-        resp.insert_header(http::header::CONTENT_TYPE, self.content_type.as_str())?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        for (k, v) in &self.headers {
-            resp.append_header(k.clone(), v.clone())?;
+        let mut r = self.response.clone();
+        if self.echo {
+            r.body = Self::echo_body(session);
         }
-        session.write_response_header(Box::new(resp), body.is_empty()).await?;
-        if !body.is_empty() {
-            session.write_response_body(Some(body), true).await?;
-        }
-        Ok(Flow::Responded)
+        Ok(Flow::Respond(r))
     }
 
     fn responds(&self) -> bool {

@@ -486,7 +486,10 @@ impl ProxyHttp for Gateway {
                 (Some(u), Some(n)) => Some(u.nodes[n].addr.to_string()),
                 _ => None,
             },
-            upstream_id: upstream.map(|u| u.config.id.as_str()).filter(|s| !s.is_empty()),
+            upstream_id: upstream
+                .filter(|_| ctx.node.is_some())
+                .map(|u| u.config.id.as_str())
+                .filter(|s| !s.is_empty()),
             start: SystemTime::now() - latency,
             latency,
             upstream_latency: ctx.upstream_latency,

@@ -108,8 +108,12 @@ impl Snapshot {
             };
             Arc::new(Consumers::build(&config.consumers, &mut cx, &mut errors))
         };
-        let mut cx =
-            BuildCx { scope: String::new(), consumers: &consumers, upstreams: &mut upstreams, previous_upstreams: prev };
+        let mut cx = BuildCx {
+            scope: String::new(),
+            consumers: &consumers,
+            upstreams: &mut upstreams,
+            previous_upstreams: prev,
+        };
         let scope = |cx: &mut BuildCx<'_>, name: String, p: Option<&v1::Plugins>, errors: &mut Vec<String>| {
             let p = p?;
             cx.scope = name;
@@ -136,7 +140,8 @@ impl Snapshot {
         }
         let mut pc_scopes: HashMap<&str, ScopePlugins> = HashMap::new();
         for (i, pc) in config.plugin_configs.iter().enumerate() {
-            if let Some(s) = scope(&mut cx, format!("plugin_configs[{i}] ({})", pc.id), pc.plugins.as_ref(), &mut errors)
+            if let Some(s) =
+                scope(&mut cx, format!("plugin_configs[{i}] ({})", pc.id), pc.plugins.as_ref(), &mut errors)
             {
                 pc_scopes.insert(pc.id.as_str(), s);
             }

@@ -51,7 +51,12 @@ pub fn build(cfg: &v1::CompressionPlugin, _cx: &mut BuildCx<'_>) -> Result<Compr
     } else {
         cfg.content_types.iter().map(|s| s.to_ascii_lowercase()).collect()
     };
-    Ok(Compression { algorithms, level: cfg.level.unwrap_or(5), min_length: u64::from(cfg.min_length.unwrap_or(256)), types })
+    Ok(Compression {
+        algorithms,
+        level: cfg.level.unwrap_or(5),
+        min_length: u64::from(cfg.min_length.unwrap_or(256)),
+        types,
+    })
 }
 
 impl Compression {
@@ -99,7 +104,12 @@ impl Plugin for Compression {
         Ok(())
     }
 
-    fn response(&self, session: &mut Session, resp: &mut ResponseHeader, _ctx: &mut PluginCtx) -> pingora_error::Result<()> {
+    fn response(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut PluginCtx,
+    ) -> pingora_error::Result<()> {
         if !self.eligible(session, resp)
             && let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>()
             && c.is_header_phase()

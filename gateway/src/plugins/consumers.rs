@@ -50,11 +50,7 @@ pub struct Consumers {
 impl Consumers {
     /// Indexes the consumers. Their plugins are built here too (with an
     /// empty consumer index: a consumer's auth plugins never run).
-    pub fn build(
-        consumers: &[v1::Consumer],
-        cx: &mut BuildCx<'_>,
-        errors: &mut Vec<String>,
-    ) -> Consumers {
+    pub fn build(consumers: &[v1::Consumer], cx: &mut BuildCx<'_>, errors: &mut Vec<String>) -> Consumers {
         let mut out = Consumers::default();
         for (i, c) in consumers.iter().enumerate() {
             let scope = format!("consumers[{i}] ({})", c.username);
@@ -66,7 +62,10 @@ impl Consumers {
                     match built {
                         Ok(scope_plugins) => {
                             let disabled = scope_plugins.iter().filter(|(_, e)| e.is_none()).map(|(n, _)| *n).collect();
-                            PluginChain::from_entries(scope_plugins.into_iter().filter_map(|(_, e)| e).collect(), disabled)
+                            PluginChain::from_entries(
+                                scope_plugins.into_iter().filter_map(|(_, e)| e).collect(),
+                                disabled,
+                            )
                         }
                         Err(es) => {
                             errors.extend(es.into_iter().map(|e| format!("{scope}: {e}")));

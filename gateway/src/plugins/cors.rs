@@ -72,7 +72,9 @@ pub fn build(cfg: &v1::CorsPlugin, _cx: &mut BuildCx<'_>) -> Result<Cors, String
 
 impl Cors {
     fn allowed(&self, origin: &str) -> bool {
-        self.any_origin || self.origins.iter().any(|o| o == origin) || self.origin_regexes.iter().any(|r| r.is_match(origin))
+        self.any_origin
+            || self.origins.iter().any(|o| o == origin)
+            || self.origin_regexes.iter().any(|r| r.is_match(origin))
     }
 
     fn allow_origin(&self, origin: &HeaderValue) -> HeaderValue {

@@ -85,7 +85,8 @@ async fn exchange(
     keepalive: bool,
 ) -> Result<Reply, String> {
     let (mut session, _) = connector.get_http_session(&target.peer).await.map_err(|e| e.to_string())?;
-    let mut req = RequestHeader::build(method, target.path.as_bytes(), Some(headers.len() + 3)).map_err(|e| e.to_string())?;
+    let mut req =
+        RequestHeader::build(method, target.path.as_bytes(), Some(headers.len() + 3)).map_err(|e| e.to_string())?;
     req.insert_header(http::header::HOST, target.host.clone()).map_err(|e| e.to_string())?;
     for (k, v) in headers {
         req.append_header(k, v).map_err(|e| e.to_string())?;

@@ -36,7 +36,9 @@ pub fn build(cfg: &v1::HttpLoggerPlugin, _cx: &mut BuildCx<'_>) -> Result<HttpLo
     let target = Target::new(&cfg.url, cfg.tls_verify.unwrap_or(true)).map_err(|e| format!("url: {e}"))?;
     let mut headers = vec![header_pair("content-type", "application/json")?];
     if !cfg.authorization.is_empty() {
-        headers.push(header_pair("authorization", &cfg.authorization).map_err(|_| "authorization: not a valid header value")?);
+        headers.push(
+            header_pair("authorization", &cfg.authorization).map_err(|_| "authorization: not a valid header value")?,
+        );
     }
     for h in &cfg.headers {
         headers.push(header_pair(&h.name, &h.value)?);
@@ -58,7 +60,12 @@ pub fn build(cfg: &v1::HttpLoggerPlugin, _cx: &mut BuildCx<'_>) -> Result<HttpLo
         .map_err(|e| format!("cannot start the sender thread: {e}"))?;
     Ok(HttpLogger {
         queue: tx,
-        body: BodyLimits::new(cfg.include_req_body, cfg.max_req_body_bytes, cfg.include_resp_body, cfg.max_resp_body_bytes),
+        body: BodyLimits::new(
+            cfg.include_req_body,
+            cfg.max_req_body_bytes,
+            cfg.include_resp_body,
+            cfg.max_resp_body_bytes,
+        ),
     })
 }
 
@@ -105,7 +112,9 @@ async fn deliver(connector: &Connector, s: &Sender, body: Bytes) {
         if attempt > 0 {
             tokio::time::sleep(s.retry_delay).await;
         }
-        match send(connector, &s.target, http::Method::POST, s.headers.clone(), Some(body.clone()), s.timeout, true).await {
+        match send(connector, &s.target, http::Method::POST, s.headers.clone(), Some(body.clone()), s.timeout, true)
+            .await
+        {
             Ok(r) if (200..300).contains(&r.status) => return,
             Ok(r) => log::warn!("http_logger: the endpoint answered {}", r.status),
             Err(e) => log::warn!("http_logger: {e}"),

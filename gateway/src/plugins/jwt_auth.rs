@@ -115,15 +115,16 @@ impl JwtAuth {
         } else {
             v.set_audience(&self.audiences);
         }
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, dk, &v)
-            .map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, dk, &v).map_err(|e| {
+            match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "JWT has expired",
                 jsonwebtoken::errors::ErrorKind::ImmatureSignature => "JWT is not valid yet",
                 jsonwebtoken::errors::ErrorKind::InvalidIssuer => "JWT issuer is not accepted",
                 jsonwebtoken::errors::ErrorKind::InvalidAudience => "JWT audience is not accepted",
                 jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => "JWT lacks a required claim",
                 _ => "JWT signature is invalid",
-            })?;
+            }
+        })?;
         drop(data);
         Ok(consumer.clone())
     }

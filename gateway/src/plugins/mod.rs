@@ -502,7 +502,12 @@ impl<'a> Pipeline<'a> {
 
     /// Writes a response produced by the gateway, through the response
     /// hooks of every plugin.
-    pub async fn answer(&self, session: &mut Session, ctx: &mut PluginCtx, response: Response) -> pingora_error::Result<()> {
+    pub async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut PluginCtx,
+        response: Response,
+    ) -> pingora_error::Result<()> {
         ctx.responded = true;
         let Response { status, headers, body } = response;
         let mut resp = ResponseHeader::build(status, Some(headers.len() + 4))?;
@@ -534,11 +539,8 @@ fn route_entries<'a>(route: &'a PluginChain, consumer: Option<&'a Consumer>, hoo
         return route.entries.iter().filter(|e| e.hooks.has(hook)).collect();
     };
     let overridden = |name: &str| c.entries.iter().any(|e| e.name == name) || c.disables(name);
-    let mut merged: SmallVec<[&Entry; 12]> = route
-        .entries
-        .iter()
-        .filter(|e| e.hooks.has(hook) && (e.priority <= AUTH_END || !overridden(e.name)))
-        .collect();
+    let mut merged: SmallVec<[&Entry; 12]> =
+        route.entries.iter().filter(|e| e.hooks.has(hook) && (e.priority <= AUTH_END || !overridden(e.name))).collect();
     merged.extend(c.entries.iter().filter(|e| e.hooks.has(hook) && e.priority > AUTH_END));
     merged.sort_by_key(|e| e.priority);
     merged
@@ -546,7 +548,11 @@ fn route_entries<'a>(route: &'a PluginChain, consumer: Option<&'a Consumer>, hoo
 
 /// Runs request hooks in order; a run of adjacent auth plugins is one
 /// stage where the first credential found decides.
-async fn run_request(entries: &[&Entry], session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Option<Response>> {
+async fn run_request(
+    entries: &[&Entry],
+    session: &mut Session,
+    ctx: &mut PluginCtx,
+) -> pingora_error::Result<Option<Response>> {
     let mut i = 0;
     while i < entries.len() {
         let e = entries[i];

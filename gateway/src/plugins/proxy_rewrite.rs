@@ -112,7 +112,12 @@ impl Plugin for ProxyRewrite {
         Hooks::UPSTREAM_REQUEST
     }
 
-    fn upstream_request(&self, session: &Session, req: &mut RequestHeader, ctx: &mut PluginCtx) -> pingora_error::Result<()> {
+    fn upstream_request(
+        &self,
+        session: &Session,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> pingora_error::Result<()> {
         let new_path = match &self.uri {
             Uri::Keep => None,
             Uri::Fixed { path, query } => Some(match query.as_deref().or(req.uri.query()) {
@@ -131,8 +136,9 @@ impl Plugin for ProxyRewrite {
             }
         };
         if let Some(p) = new_path {
-            let uri = http::Uri::try_from(p)
-                .map_err(|e| pingora_error::Error::because(pingora_error::ErrorType::InternalError, "proxy_rewrite uri", e))?;
+            let uri = http::Uri::try_from(p).map_err(|e| {
+                pingora_error::Error::because(pingora_error::ErrorType::InternalError, "proxy_rewrite uri", e)
+            })?;
             req.set_uri(uri);
         }
         if let Some(m) = &self.method {

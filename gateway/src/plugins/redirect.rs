@@ -31,7 +31,11 @@ pub fn build(cfg: &v1::RedirectPlugin, _cx: &mut BuildCx<'_>) -> Result<Redirect
         }
     };
     let default = if matches!(to, To::Https) { 301 } else { 302 };
-    Ok(Redirect { append_query: cfg.append_query_string || matches!(to, To::Https), to, code: cfg.ret_code.unwrap_or(default) as u16 })
+    Ok(Redirect {
+        append_query: cfg.append_query_string || matches!(to, To::Https),
+        to,
+        code: cfg.ret_code.unwrap_or(default) as u16,
+    })
 }
 
 #[async_trait::async_trait]

@@ -22,12 +22,18 @@ pub fn build(cfg: &v1::ResponseRewritePlugin, _cx: &mut BuildCx<'_>) -> Result<R
         None
     } else if cfg.body_base64 {
         Some(Bytes::from(
-            base64::engine::general_purpose::STANDARD.decode(cfg.body.trim()).map_err(|e| format!("body: not base64: {e}"))?,
+            base64::engine::general_purpose::STANDARD
+                .decode(cfg.body.trim())
+                .map_err(|e| format!("body: not base64: {e}"))?,
         ))
     } else {
         Some(Bytes::from(cfg.body.clone()))
     };
-    Ok(ResponseRewrite { status: cfg.status_code.map(|s| s as u16), headers: HeaderOps::new(cfg.headers.as_ref())?, body })
+    Ok(ResponseRewrite {
+        status: cfg.status_code.map(|s| s as u16),
+        headers: HeaderOps::new(cfg.headers.as_ref())?,
+        body,
+    })
 }
 
 #[async_trait::async_trait]
@@ -36,7 +42,12 @@ impl Plugin for ResponseRewrite {
         if self.body.is_some() { Hooks::RESPONSE | Hooks::RESPONSE_BODY } else { Hooks::RESPONSE }
     }
 
-    fn response(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut PluginCtx) -> pingora_error::Result<()> {
+    fn response(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut PluginCtx,
+    ) -> pingora_error::Result<()> {
         if let Some(s) = self.status {
             resp.set_status(s)?;
         }

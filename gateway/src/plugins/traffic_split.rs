@@ -28,25 +28,23 @@ pub fn build(cfg: &v1::TrafficSplitPlugin, cx: &mut BuildCx<'_>) -> Result<Traff
         let mut targets = Vec::new();
         for (j, w) in r.weighted_upstreams.iter().enumerate() {
             let weight = w.weight.unwrap_or(1);
-            let target = match w.target.as_ref() {
-                Some(Target::UpstreamId(id)) => Some(
-                    cx.upstreams
-                        .get(id)
-                        .cloned()
-                        .ok_or_else(|| format!("rules[{i}].weighted_upstreams[{j}]: upstream {id:?} does not exist"))?,
-                ),
-                Some(Target::Upstream(u)) => {
-                    let key = format!("traffic_split:{}:{i}:{j}", cx.scope);
-                    let mut errors = Vec::new();
-                    let built =
-                        crate::snapshot::upstream_for(cx.upstreams, cx.previous_upstreams, key, u, &mut errors);
-                    if !errors.is_empty() {
-                        return Err(format!("rules[{i}].weighted_upstreams[{j}].upstream: {}", errors.join("; ")));
+            let target =
+                match w.target.as_ref() {
+                    Some(Target::UpstreamId(id)) => Some(cx.upstreams.get(id).cloned().ok_or_else(|| {
+                        format!("rules[{i}].weighted_upstreams[{j}]: upstream {id:?} does not exist")
+                    })?),
+                    Some(Target::Upstream(u)) => {
+                        let key = format!("traffic_split:{}:{i}:{j}", cx.scope);
+                        let mut errors = Vec::new();
+                        let built =
+                            crate::snapshot::upstream_for(cx.upstreams, cx.previous_upstreams, key, u, &mut errors);
+                        if !errors.is_empty() {
+                            return Err(format!("rules[{i}].weighted_upstreams[{j}].upstream: {}", errors.join("; ")));
+                        }
+                        built
                     }
-                    built
-                }
-                Some(Target::Default(_)) | None => None,
-            };
+                    Some(Target::Default(_)) | None => None,
+                };
             targets.push((target, weight));
         }
         let total = targets.iter().map(|(_, w)| *w).sum();

@@ -103,11 +103,8 @@ impl Template {
 
 /// The request's host, without port.
 pub fn request_host(req: &RequestHeader) -> &str {
-    let host = req
-        .uri
-        .host()
-        .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
-        .unwrap_or("");
+    let host =
+        req.uri.host().or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok())).unwrap_or("");
     if host.starts_with('[') {
         return host.split(']').next().map(|h| &host[..h.len() + 1]).unwrap_or(host);
     }

@@ -176,6 +176,13 @@ fn serve(
                 (200, name.to_owned())
             } else if let Some(code) = path_only.strip_prefix("/status/") {
                 (code.parse().unwrap_or(500), name.to_owned())
+            } else if path_only == "/headers" {
+                // Every request header, one `name: value` per line, sorted.
+                let mut lines: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                lines.sort();
+                (200, lines.join("\n"))
+            } else if path_only == "/body" {
+                (200, String::from_utf8_lossy(&body).into_owned())
             } else {
                 (200, name.to_owned())
             };

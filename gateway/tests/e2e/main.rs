@@ -6,6 +6,7 @@ mod harness;
 
 mod balancing;
 mod lifecycle;
+mod plugins;
 mod protocols;
 mod reload;
 mod routing;

@@ -12,3 +12,4 @@ export * from "./gen/pingora_config/v1/route_pb.js";
 export * from "./gen/pingora_config/v1/service_pb.js";
 export * from "./gen/pingora_config/v1/ssl_pb.js";
 export * from "./gen/pingora_config/v1/upstream_pb.js";
+export * from "./validate.js";

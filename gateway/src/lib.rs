@@ -10,8 +10,8 @@
 //! - [`store`]: where the config comes from and how changes arrive;
 //! - [`server`]: assembling listeners and services from the bootstrap.
 
-pub mod plugins;
 pub mod metrics;
+pub mod plugins;
 pub mod proxy;
 pub mod router;
 pub mod server;

@@ -11,20 +11,43 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build gen check-gen fmt lint test test-rust run validate bench bench-config
+.PHONY: all build tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts run validate bench bench-config
 
 all: build
 
 build:
 	$(CARGO) build --workspace
 
-## Regenerate everything generated from proto/ (no protoc needed).
-gen:
+## The pinned protoc plugins (Go: .tools/bin; TS: clients/ts/node_modules).
+## Fast when they are already installed.
+tools:
+	scripts/tools.sh
+
+## Regenerate everything generated from proto/ (no protoc needed): Rust,
+## JSON Schema, docs, and the Go and TS clients through the pinned plugins.
+gen: tools
 	$(CARGO) run -q -p pingora-config-codegen --bin codegen
 
 ## Fail when the committed generated files differ from what `make gen` writes.
-check-gen:
+check-gen: tools
 	$(CARGO) run -q -p pingora-config-codegen --bin codegen -- --check
+
+## Fail on a wire/JSON breaking change of proto/ against main (the merge
+## base), or against BREAKING_AGAINST=<git ref>.
+check-breaking:
+	@if [ -z "$(BREAKING_AGAINST)" ] && ! git rev-parse -q --verify main >/dev/null; then \
+	  echo "check-breaking: no local branch main to compare with (set BREAKING_AGAINST=<ref>); skipped"; exit 0; fi; \
+	$(CARGO) run -q -p pingora-config-codegen --bin codegen -- breaking $(if $(BREAKING_AGAINST),--against $(BREAKING_AGAINST))
+
+## The Go client: vet, gofmt, and its tests (the shared corpus).
+test-go:
+	cd clients/go && go vet ./...
+	@out=$$(gofmt -l clients/go); if [ -n "$$out" ]; then echo "gofmt: these need formatting:"; echo "$$out"; exit 1; fi
+	cd clients/go && go test ./...
+
+## The TS client: type check and the corpus test (npm ci runs in `make tools`).
+test-ts: tools
+	cd clients/ts && npx --no-install tsc --noEmit && npm test --silent
 
 fmt:
 	$(CARGO) fmt --all
@@ -37,7 +60,7 @@ test-rust:
 	$(CARGO) test --workspace --all-targets
 
 ## Everything CI checks, in the order that fails fastest.
-test: check-gen lint test-rust
+test: check-gen lint check-breaking test-rust test-go test-ts
 
 ## Check the example configs with the same rules the gateway applies.
 validate:

@@ -7,13 +7,21 @@
 //! - `config/src/gen/descriptor.bin`: the encoded descriptor set, with the
 //!   custom rule options and the comments, embedded by the loader;
 //! - `schema/*.schema.json`: JSON Schema (2020-12) derived from the rules;
-//! - `docs/reference.md`: the config reference, from the proto comments.
+//! - `docs/reference.md`: the config reference, from the proto comments;
+//! - `clients/go`: Go messages and gRPC stubs (the pinned official
+//!   `protoc-gen-go` and `protoc-gen-go-grpc`, driven without protoc) and the
+//!   askama-rendered client facade `clients/go/pingoraconfig/client.go`;
+//! - `clients/ts/src/gen`: protobuf-es v2 messages and services (the pinned
+//!   `protoc-gen-es`) and the facade `client.ts`.
 //!
 //! [`write`] updates only the files whose bytes change and removes stale
 //! generated files; [`check`] reports the differences instead.
 
+pub mod breaking;
+mod clients;
 mod docs;
 mod jsonschema;
+pub mod plugins;
 mod rust;
 
 use std::collections::BTreeMap;
@@ -22,7 +30,15 @@ use std::path::{Path, PathBuf};
 use pingora_config_rules::Model;
 
 /// Directories whose every file is generated (stale files there are removed).
-pub const GENERATED_DIRS: [&str; 2] = ["config/src/gen", "schema"];
+pub const GENERATED_DIRS: [&str; 7] = [
+    "config/src/gen",
+    "schema",
+    "clients/go/pingoraconfig/v1",
+    "clients/go/validate/v1",
+    "clients/ts/src/gen",
+    "clients/ts/src/gen/pingora_config/v1",
+    "clients/ts/src/gen/pingora_config/validate/v1",
+];
 
 /// The header of every generated text file.
 pub fn header(comment: &str, source: &str) -> String {
@@ -69,13 +85,20 @@ fn proto_files(root: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
-/// Generates every output in memory.
-pub fn generate(root: &Path) -> Result<Outputs, Error> {
+/// Compiles `proto/` under `root`: the encoded descriptor set (custom
+/// options and comments kept) and the compiler, for its decoded view.
+pub fn compile(root: &Path) -> Result<(Vec<u8>, protox::Compiler), Error> {
     let files = proto_files(root)?;
     let mut compiler = protox::Compiler::new([root.join("proto")])?;
     compiler.include_source_info(true).include_imports(true);
     compiler.open_files(&files)?;
     let encoded = compiler.encode_file_descriptor_set();
+    Ok((encoded, compiler))
+}
+
+/// Generates every output in memory.
+pub fn generate(root: &Path) -> Result<Outputs, Error> {
+    let (encoded, compiler) = compile(root)?;
     let pool = prost_reflect::DescriptorPool::decode(encoded.as_slice())?;
     let model = Model::new(pool)?;
 
@@ -84,6 +107,7 @@ pub fn generate(root: &Path) -> Result<Outputs, Error> {
     rust::generate(compiler.file_descriptor_set(), &encoded, &mut out)?;
     jsonschema::generate(&model, &mut out)?;
     docs::generate(&model, &mut out)?;
+    clients::generate(root, &encoded, &model.pool, &mut out)?;
     Ok(out)
 }
 

@@ -8,10 +8,12 @@
 //! - [`plugins`]: the plugin pipeline;
 //! - [`tls`]: certificates by SNI;
 //! - [`store`]: where the config comes from and how changes arrive;
-//! - [`server`]: assembling listeners and services from the bootstrap.
+//! - [`server`]: assembling listeners and services from the bootstrap;
+//! - [`admin`]: the management API (gRPC, grpc-web) and the store's write path.
 
-pub mod plugins;
+pub mod admin;
 pub mod metrics;
+pub mod plugins;
 pub mod proxy;
 pub mod router;
 pub mod server;

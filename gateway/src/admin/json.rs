@@ -208,8 +208,21 @@ pub fn config_hash(config: &v1::Config) -> String {
 
 /// The config as the YAML the file store writes: block style, strings
 /// double-quoted (JSON escapes are YAML escapes), multi-line strings (PEM)
-/// as literal blocks.
+/// as literal blocks. The text is read back before it is used: should it
+/// not load as the same config, the proto-JSON (which is YAML too) is
+/// written instead.
 pub fn to_yaml(config: &v1::Config) -> String {
+    let yaml = render_yaml(config);
+    match pingora_config::load_str::<v1::Config>(&yaml, "rendered") {
+        Ok((back, _)) if back == *config => yaml,
+        _ => {
+            log::warn!("file store: the YAML rendering of the config does not read back the same; writing JSON");
+            serde_json::to_string_pretty(&to_json(config)).unwrap_or_default() + "\n"
+        }
+    }
+}
+
+fn render_yaml(config: &v1::Config) -> String {
     let mut out = String::from("# Written by the gateway's management API; edits by hand are picked up too.\n");
     let value = to_json(config);
     match &value {
@@ -236,7 +249,7 @@ fn inline(v: &Value, indent: usize) -> Option<String> {
         Value::Object(m) if m.is_empty() => Some("{}".into()),
         Value::Array(a) if a.is_empty() => Some("[]".into()),
         Value::Object(_) | Value::Array(_) => None,
-        Value::String(s) if s.contains('\n') && !s.contains('\r') && !s.starts_with([' ', '\n']) => {
+        Value::String(s) if literal_block_safe(s) => {
             let chomp = if s.ends_with("\n\n") {
                 "+"
             } else if s.ends_with('\n') {
@@ -262,6 +275,15 @@ fn inline(v: &Value, indent: usize) -> Option<String> {
         }
         other => Some(other.to_string()),
     }
+}
+
+/// Whether `s` reads back the same from a literal block (`|`): several
+/// lines, printable, none with leading or trailing blanks (PEM, scripts).
+fn literal_block_safe(s: &str) -> bool {
+    s.contains('\n')
+        && !s.starts_with('\n')
+        && s.chars().all(|c| c == '\n' || !c.is_control())
+        && s.split('\n').all(|l| l.is_empty() || (!l.starts_with([' ', '\t']) && !l.ends_with([' ', '\t'])))
 }
 
 fn emit(v: &Value, indent: usize, out: &mut String) {

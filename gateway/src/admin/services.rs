@@ -272,12 +272,15 @@ impl v1::event_service_server::EventService for Events {
         }
         let kinds = q.kinds.clone();
         let resource_kinds = q.resource_kinds.clone();
+        let start = q.start_revision;
         let wanted = move |e: &v1::Event| {
             if !kinds.is_empty() && !kinds.contains(&(event_kind(e) as i32)) {
                 return false;
             }
             match &e.payload {
-                Some(v1::event::Payload::Resource(r)) => resource_kinds.is_empty() || resource_kinds.contains(&r.kind),
+                Some(v1::event::Payload::Resource(r)) => {
+                    e.revision >= start && (resource_kinds.is_empty() || resource_kinds.contains(&r.kind))
+                }
                 _ => true,
             }
         };
@@ -296,7 +299,6 @@ impl v1::event_service_server::EventService for Events {
         };
         let store = self.writer.store.clone();
         let mut shutdown = self.shutdown.clone();
-        let start = q.start_revision;
         tokio::spawn(async move {
             let (replay, mut live) = match store.events().subscribe(start) {
                 Ok(s) => s,

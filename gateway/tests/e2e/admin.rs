@@ -944,3 +944,53 @@ fn a_crash_in_the_middle_of_writes_leaves_a_whole_file() {
         assert_eq!(e.upstream.expect("u").nodes[0].weight, weight);
     });
 }
+
+#[test]
+fn watch_streams_upstream_health_transitions() {
+    let up = Upstream::start("origin");
+    let config = format!(
+        "upstreams:\n  - id: checked\n    nodes: [{{ host: 127.0.0.1, port: {} }}]\n    health_check:\n      active: {{ type: HTTP, path: /healthz, interval: 0.2s, timeout: 0.1s, healthy_threshold: 1, unhealthy_threshold: 1 }}\n",
+        up.port()
+    );
+    let gw = Gateway::start_with(&config, Options::default());
+    gw.wait_admin();
+    rt().block_on(async {
+        let mut api = api(&gw, None).await;
+        let req = v1::WatchRequest { kinds: vec![v1::event::Kind::Health as i32], ..Default::default() };
+        let mut stream = api.ev.watch(req).await.expect("watch").into_inner();
+        // Let the first checks run, then fail them.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        up.set_healthy(false);
+        let got = next_event(&mut stream).await;
+        let Some(v1::event::Payload::Health(h)) = got.payload else { panic!("{got:?}") };
+        assert_eq!((h.upstream_id.as_str(), h.healthy), ("checked", false));
+        assert_eq!(h.node, format!("127.0.0.1:{}", up.port()));
+        assert_eq!(h.source, v1::health_event::Source::Active as i32);
+        up.set_healthy(true);
+        let got = next_event(&mut stream).await;
+        assert!(matches!(got.payload, Some(v1::event::Payload::Health(h)) if h.healthy));
+    });
+}
+
+#[test]
+fn a_graceful_upgrade_hands_the_admin_listener_over() {
+    let up = Upstream::start("origin");
+    let old = start(&up, "");
+    let started = |gw: &Gateway| {
+        rt().block_on(async {
+            let ch = Channel::from_shared(gw.admin_url()).ok()?.connect().await.ok()?;
+            let status = StatusServiceClient::new(ch).get_status(v1::GetStatusRequest {}).await.ok()?;
+            status.into_inner().start_time
+        })
+    };
+    let before = started(&old).expect("status of the old process");
+    // The new process cannot bind the admin address yet: the old one holds it
+    // until SIGQUIT, and the new one binds it as soon as it is let go.
+    let _new = old.start_upgrade();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(started(&old), Some(before));
+    old.signal("QUIT");
+    old.wait_for("the new process on the admin port", Duration::from_secs(10), || {
+        started(&old).is_some_and(|t| t != before)
+    });
+}

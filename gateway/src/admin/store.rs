@@ -17,7 +17,8 @@
 //!   matches the file is taken as is; otherwise (the file was edited while
 //!   the gateway was down, or it crashed between the two renames) the
 //!   revision is bumped once and only resources whose content hash differs
-//!   get the new revision. No sidecar: revision 1 for everything.
+//!   get the new revision. No sidecar: revision 1 for everything. Starting
+//!   writes nothing, so the same files give the same revisions every time.
 //! - The file watcher compares the text it reads with the text last applied,
 //!   so our own writes are not applied twice; an edit by hand is a new
 //!   revision like any write (without an update time).
@@ -376,7 +377,9 @@ impl FileConfigStore {
         };
         let hash = json::config_hash(&config);
         let stored = Arc::new(Stored { config, revision, metas, hash, applied_time: SystemTime::now() });
-        let store = FileConfigStore {
+        // Nothing is written until something changes: the same files give
+        // the same revisions at every start.
+        FileConfigStore {
             path,
             keep_versions,
             live,
@@ -384,11 +387,7 @@ impl FileConfigStore {
             history: Mutex::new(VecDeque::from([stored.clone()])),
             events: EventLog::new(node_id, revision),
             last_error: Mutex::new(None),
-        };
-        if let Err(e) = store.write_sidecar(&stored, &text) {
-            log::warn!("file store: cannot write {}: {e}", sidecar_path(&store.path).display());
         }
-        store
     }
 
     /// The text last applied or written (the watcher skips a file equal to it).

@@ -380,10 +380,7 @@ mod tests {
         let paths: Vec<_> = d.iter().map(|f| (f.path.as_str(), f.old_value.as_str(), f.new_value.as_str())).collect();
         assert_eq!(
             paths,
-            [
-                ("credentials.key_auth.key", "\"<redacted>\"", "\"<redacted>\""),
-                ("labels", "", "{\"team\":\"x\"}")
-            ]
+            [("credentials.key_auth.key", "\"<redacted>\"", "\"<redacted>\""), ("labels", "", "{\"team\":\"x\"}")]
         );
     }
 }

@@ -36,6 +36,39 @@ use tokio::sync::{broadcast, watch};
 use crate::admin::auth::{AuthState, Keys};
 use crate::admin::write::Writer;
 
+/// The admin metrics, in the default registry ([`crate::metrics::render`]).
+pub mod metrics {
+    use std::sync::OnceLock;
+
+    /// `pingora_config_store_revision`: the store revision this node applied.
+    pub fn revision() -> &'static prometheus::IntGauge {
+        static G: OnceLock<prometheus::IntGauge> = OnceLock::new();
+        G.get_or_init(|| {
+            let name = "pingora_config_store_revision";
+            let help = "Store revision of the config this node runs.";
+            prometheus::register_int_gauge!(name, help)
+                .or_else(|_| prometheus::IntGauge::new(name, help))
+                .unwrap_or_else(|_| unreachable!("a valid metric name"))
+        })
+    }
+
+    /// `pingora_config_admin_writes_total{outcome}`: writes through the
+    /// management API by outcome (`applied`, `unchanged`, `rejected`,
+    /// `aborted`, `failed`).
+    pub fn writes() -> &'static prometheus::IntCounterVec {
+        static C: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
+        C.get_or_init(|| {
+            let opts = prometheus::Opts::new(
+                "pingora_config_admin_writes_total",
+                "Writes through the management API, by outcome.",
+            );
+            prometheus::register_int_counter_vec!(opts.clone(), &["outcome"])
+                .or_else(|_| prometheus::IntCounterVec::new(opts, &["outcome"]))
+                .unwrap_or_else(|_| unreachable!("a valid metric name"))
+        })
+    }
+}
+
 /// The default admin address.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9180";
 

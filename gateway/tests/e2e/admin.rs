@@ -491,6 +491,8 @@ fn api_keys_and_roles() {
     // Metrics need no key either.
     let m = get(&client(), &format!("{}/metrics", gw.admin_url()), &[]);
     assert_eq!((m.status, m.header("content-type").as_str()), (200, "text/plain; version=0.0.4"));
+    assert!(m.body.contains("pingora_config_admin_writes_total{outcome=\"applied\"} 2"), "{}", m.body);
+    assert!(m.body.contains("pingora_config_store_revision 3"), "{}", m.body);
 }
 
 #[test]
@@ -875,6 +877,8 @@ fn revisions_survive_a_restart_and_hand_edits_are_revisions_too() {
         assert_eq!(r.meta.expect("meta"), rev_r);
         // An edit by hand: the watcher applies it as the next revision, and
         // only the resource that changed gets it.
+        let watch = v1::WatchRequest { start_revision: rev_u.revision + 1, ..Default::default() };
+        let mut events = api.ev.watch(watch).await.expect("watch").into_inner();
         let p = up.port();
         gw.write_config(&format!(
             "{}  - {{ id: k, nodes: [{{ host: 127.0.0.1, port: {p} }}] }}\n  - {{ id: hand, nodes: [{{ host: 127.0.0.1, port: {p} }}] }}\n",
@@ -893,6 +897,9 @@ fn revisions_survive_a_restart_and_hand_edits_are_revisions_too() {
         assert!(meta.update_time.is_none());
         let e = api.res.get_upstream(v1::GetUpstreamRequest { id: "k".into() }).await.expect("get").into_inner();
         assert_eq!(e.meta.expect("meta"), rev_u);
+        // Watchers see the edit like any write.
+        let got = next_event(&mut events).await;
+        assert_eq!(resource(&got), (meta.revision, "hand".into(), v1::resource_event::Type::Put as i32));
     });
 }
 

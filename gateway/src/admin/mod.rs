@@ -281,11 +281,20 @@ impl BackgroundService for Admin {
                 // Upgrade: the old process lets the address go when it
                 // starts handing over.
                 let mut stop = stop_rx.clone();
+                let since = std::time::Instant::now();
+                let mut warned = false;
                 loop {
                     match bind(self.settings.address) {
                         Ok(l) => break l,
                         Err(_) if *stop.borrow() => return,
-                        Err(_) => {
+                        Err(e) => {
+                            if !warned && since.elapsed() > Duration::from_secs(10) {
+                                warned = true;
+                                log::warn!(
+                                    "admin listener {}: still cannot bind ({e}); retrying",
+                                    self.settings.address
+                                );
+                            }
                             tokio::select! {
                                 _ = stop.changed() => return,
                                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}

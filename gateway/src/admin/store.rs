@@ -483,7 +483,12 @@ impl FileConfigStore {
             prune_versions(&dir, self.keep_versions as usize);
         }
         write_atomic(&self.path, text.as_bytes())?;
-        self.write_sidecar(stored, text)
+        // The config is written: a sidecar that cannot be must not turn the
+        // write into an error (the next start derives the revisions).
+        if let Err(e) = self.write_sidecar(stored, text) {
+            log::warn!("file store: cannot write {}: {e}", sidecar_path(&self.path).display());
+        }
+        Ok(())
     }
 }
 

@@ -80,6 +80,8 @@ pub struct Settings {
     /// `None`: no metrics endpoint.
     pub metrics_path: Option<String>,
     pub node_id: String,
+    /// `admin.tls`: the certificate served and the client CA (mutual TLS).
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Settings {
@@ -95,9 +97,22 @@ impl Settings {
                  reach it could change the config. Add an API key, or listen on 127.0.0.1"
             ));
         }
-        if admin.tls.is_some() {
-            return Err("admin.tls is not supported yet: terminate TLS in front of the admin listener".into());
-        }
+        let tls = match &admin.tls {
+            None => None,
+            Some(t) => {
+                let cert = t.certificate.clone().unwrap_or_default();
+                let mut config = tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(&cert.cert, &cert.key));
+                if !t.client_ca.is_empty() {
+                    config = config.client_ca_root(tonic::transport::Certificate::from_pem(&t.client_ca));
+                }
+                // Built once here so that a bad certificate fails the start.
+                tonic::transport::Server::builder()
+                    .tls_config(config.clone())
+                    .map_err(|e| format!("admin.tls: {e}: {:?}", std::error::Error::source(&e)))?;
+                Some(config)
+            }
+        };
         let metrics = bootstrap.metrics.clone().unwrap_or_default();
         let metrics_path = if metrics.enabled.unwrap_or(true) {
             Some(if metrics.path.is_empty() { "/metrics".to_owned() } else { metrics.path })
@@ -111,6 +126,7 @@ impl Settings {
             cors_allowed_origins: admin.cors_allowed_origins,
             metrics_path,
             node_id,
+            tls,
         })
     }
 }
@@ -319,10 +335,21 @@ impl BackgroundService for Admin {
             }
         };
         tokio::spawn(services::watch_health(self.writer.clone(), stop_rx.clone()));
-        log::info!("admin API (gRPC, grpc-web) listening on {}", self.settings.address);
         let mut stop = stop_rx;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &self.settings.tls {
+            server = match server.tls_config(tls.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("admin listener: TLS: {e}");
+                    return;
+                }
+            };
+        }
+        let scheme = if self.settings.tls.is_some() { "https" } else { "http" };
+        log::info!("admin API (gRPC, grpc-web) at {scheme}://{}", self.settings.address);
+        let served = server
             .accept_http1(true)
             .layer(self.cors())
             .add_routes(routes)

@@ -1001,3 +1001,38 @@ fn a_graceful_upgrade_hands_the_admin_listener_over() {
         started(&old).is_some_and(|t| t != before)
     });
 }
+
+#[test]
+fn the_admin_listener_serves_grpc_and_metrics_over_tls() {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    let up = Upstream::start("origin");
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("admin", &["localhost"]);
+    let extra = format!(
+        "{}  tls:\n    certificate:\n      cert: {}      key: {}",
+        keys(),
+        crate::harness::yaml_block(&cert, 8),
+        crate::harness::yaml_block(&key, 8)
+    );
+    let gw = start(&up, &extra);
+    rt().block_on(async {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca)).domain_name("localhost");
+        let ch = Channel::from_shared(format!("https://localhost:{}", gw.admin_port))
+            .expect("url")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connect over TLS");
+        let auth = Auth(Some(format!("Bearer {VIEWER_KEY}").parse().expect("metadata")));
+        let mut res = ResourceServiceClient::with_interceptor(ch, auth);
+        let list = res.list_routes(v1::ListRoutesRequest::default()).await.expect("list over TLS").into_inner();
+        assert_eq!(list.items.len(), 1);
+    });
+    let ca = reqwest::Certificate::from_pem(pki.ca.as_bytes()).expect("ca");
+    let c = reqwest::blocking::Client::builder().add_root_certificate(ca).build().expect("client");
+    let m = c.get(format!("https://localhost:{}/metrics", gw.admin_port)).send().expect("metrics over TLS");
+    assert_eq!(m.status(), 200);
+    // Plaintext is refused.
+    assert!(http_get_raw(gw.admin_port, "/metrics", "localhost").is_none_or(|(s, _)| s != 200));
+}

@@ -12,7 +12,8 @@
 //!   `protoc-gen-go` and `protoc-gen-go-grpc`, driven without protoc) and the
 //!   askama-rendered client facade `clients/go/pingoraconfig/client.go`;
 //! - `clients/ts/src/gen`: protobuf-es v2 messages and services (the pinned
-//!   `protoc-gen-es`) and the facade `client.ts`.
+//!   `protoc-gen-es`) and the facade `client.ts`;
+//! - `web/src/gen/schema.json`: the form metadata of the web UI.
 //!
 //! [`write`] updates only the files whose bytes change and removes stale
 //! generated files; [`check`] reports the differences instead.
@@ -20,6 +21,7 @@
 pub mod breaking;
 mod clients;
 mod docs;
+mod forms;
 mod jsonschema;
 pub mod plugins;
 mod rust;
@@ -30,7 +32,7 @@ use std::path::{Path, PathBuf};
 use pingora_config_rules::Model;
 
 /// Directories whose every file is generated (stale files there are removed).
-pub const GENERATED_DIRS: [&str; 7] = [
+pub const GENERATED_DIRS: [&str; 8] = [
     "config/src/gen",
     "schema",
     "clients/go/pingoraconfig/v1",
@@ -38,6 +40,7 @@ pub const GENERATED_DIRS: [&str; 7] = [
     "clients/ts/src/gen",
     "clients/ts/src/gen/pingora_config/v1",
     "clients/ts/src/gen/pingora_config/validate/v1",
+    "web/src/gen",
 ];
 
 /// The header of every generated text file.
@@ -108,6 +111,7 @@ pub fn generate(root: &Path) -> Result<Outputs, Error> {
     jsonschema::generate(&model, &mut out)?;
     docs::generate(&model, &mut out)?;
     clients::generate(root, &encoded, &model.pool, &mut out)?;
+    forms::generate(&model, &mut out)?;
     Ok(out)
 }
 

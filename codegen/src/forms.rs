@@ -63,6 +63,10 @@ fn visit(model: &Model, i: usize, seen: &mut HashSet<usize>, order: &mut Vec<usi
 
 fn message(model: &Model, m: &MessageModel, ec: &EnumComments, enums: &mut Map<String, Value>) -> Value {
     let desc = model.pool.get_message_by_name(&m.full_name);
+    let formats = model.pool.get_enum_by_name("pingora_config.validate.v1.Format");
+    let format_name = |n: i32| {
+        formats.as_ref().and_then(|e| e.get_value(n)).map(|v| v.name().to_owned()).unwrap_or_else(|| n.to_string())
+    };
     let json_name = |name: &str| {
         desc.as_ref()
             .and_then(|d| d.get_field_by_name(name))
@@ -89,7 +93,7 @@ fn message(model: &Model, m: &MessageModel, ec: &EnumComments, enums: &mut Map<S
             if let Some(d) = documented_default(&f.comment) {
                 o.insert("default".into(), d.into());
             }
-            o.insert("rules".into(), rules(&f.rules));
+            o.insert("rules".into(), rules(&f.rules, &format_name));
             Value::Object(o)
         })
         .collect();
@@ -190,8 +194,9 @@ fn documented_default(comment: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
-/// The rules that are set, named as in `validate.proto`.
-fn rules(r: &FieldRules) -> Value {
+/// The rules that are set, named as in `validate.proto` (`format` by its
+/// enum value name, with `format_text` saying it in words).
+fn rules(r: &FieldRules, format_name: &dyn Fn(i32) -> String) -> Value {
     let mut o = Map::new();
     let mut put = |k: &str, v: Value| {
         o.insert(k.to_owned(), v);
@@ -212,7 +217,8 @@ fn rules(r: &FieldRules) -> Value {
         put("in", r.r#in.clone().into());
     }
     if r.format != 0 {
-        put("format", formats::describe(r.format).into());
+        put("format", format_name(r.format).into());
+        put("format_text", formats::describe(r.format).into());
     }
     if !r.int_in.is_empty() {
         put("int_in", r.int_in.clone().into());
@@ -248,7 +254,7 @@ fn rules(r: &FieldRules) -> Value {
     }
     for (k, inner) in [("items", &r.items), ("keys", &r.keys), ("values", &r.values)] {
         if let Some(inner) = inner {
-            let v = rules(inner);
+            let v = rules(inner, format_name);
             if v.as_object().is_some_and(|m| !m.is_empty()) {
                 put(k, v);
             }

@@ -4,14 +4,17 @@
 #   make test          every test (what CI runs: .ci/run)
 #   make gen           regenerate code, JSON Schema and docs from proto/
 #   make bench         the benchmarks (release build)
+#   make web           build the web admin UI into web/dist
 #
 # One cargo target directory is shared by every step, so each crate builds
 # once per profile.
 
 CARGO ?= cargo
+# The gateway binary the browser tests run (cargo's debug profile).
+GATEWAY_BIN ?= $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/gateway
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts run validate bench bench-config
+.PHONY: all build tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run validate bench bench-config
 
 all: build
 
@@ -49,6 +52,23 @@ test-go:
 test-ts: tools
 	cd clients/ts && npx --no-install tsc --noEmit && npm test --silent
 
+## The web UI's pinned npm dependencies (npm ci when the lock changed).
+web-deps:
+	scripts/web.sh
+
+## The web admin UI: type check, then build into web/dist (the admin
+## listener serves it at /ui/).
+web: web-deps
+	cd web && npm run build --silent
+
+## The web UI's tests: the form generator's component tests (vitest, jsdom),
+## then the browser tests (Debian's Chromium, installed by the test when
+## missing, driven by playwright-core) against the real gateway binary.
+test-web: web
+	cd web && npm test --silent
+	$(CARGO) build -q -p pingora-config-gateway --bin gateway
+	cd web && GATEWAY_BIN="$(GATEWAY_BIN)" node e2e/run.mjs
+
 fmt:
 	$(CARGO) fmt --all
 
@@ -60,7 +80,7 @@ test-rust:
 	$(CARGO) test --workspace --all-targets
 
 ## Everything CI checks, in the order that fails fastest.
-test: check-gen lint check-breaking test-rust test-go test-ts
+test: check-gen lint check-breaking test-rust test-go test-ts test-web
 
 ## Check the example configs with the same rules the gateway applies.
 validate:

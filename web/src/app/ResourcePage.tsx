@@ -119,7 +119,8 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
       } else {
         const v = serverViolations(err, kind.collection);
         setErrors(errorMap(v));
-        setMessage(describe(err));
+        // The violations say it field by field; the status line says who refused.
+        setMessage(v.length > 0 ? `The gateway refused this ${singular} (${Code[codeOf(err)]}): see the fields marked below.` : describe(err));
       }
     } finally {
       setBusy(false);

@@ -67,7 +67,7 @@ fn every_generated_text_file_says_it_is_generated() {
 }
 
 #[test]
-fn editing_a_proto_changes_the_rust_the_schema_and_the_reference() {
+fn editing_a_proto_changes_the_rust_the_schema_the_reference_and_the_form_metadata() {
     let repo = scratch_with_protos();
     let before = generate(repo.path()).expect("generates");
     write(repo.path(), &before).expect("writes");
@@ -91,6 +91,18 @@ fn editing_a_proto_changes_the_rust_the_schema_and_the_reference() {
     assert!(rust.contains("pub canary_weight: u32"));
     let schema = String::from_utf8_lossy(&after[Path::new("schema/route.schema.json")]).into_owned();
     assert!(schema.contains("\"canary_weight\""));
+    // The web UI's forms come from this file alone: the field, its help text
+    // and its rule are there, so it appears in the route form.
+    assert!(has("web/src/gen/schema.json"), "{changed:?}");
+    let forms: serde_json::Value =
+        serde_json::from_slice(&after[Path::new("web/src/gen/schema.json")]).expect("form metadata is JSON");
+    let fields = forms["messages"]["pingora_config.v1.Route"]["fields"].as_array().expect("route fields");
+    let field = fields.iter().find(|f| f["name"] == "canary_weight").expect("canary_weight in the route form");
+    assert_eq!(field["jsonName"], "canaryWeight");
+    assert_eq!(field["scalar"], "uint32");
+    // (The edit lands under priority's comment, so the comment is both.)
+    assert!(field["comment"].as_str().is_some_and(|c| c.ends_with("Weight of the route in canary rollouts, 0-100.")));
+    assert_eq!(field["rules"]["lte"], 100);
 }
 
 #[test]

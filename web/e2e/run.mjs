@@ -211,8 +211,12 @@ async function main() {
       await shot(a, "upstream-form-invalid");
     });
 
-    await step("an upstream is created through the form", async () => {
+    await step("an upstream is reviewed as a diff against the live config (dry run), then created through the form", async () => {
       await input(a, "nodes[0].port").fill(String(upstreamPort));
+      await a.getByRole("button", { name: "Review changes" }).click();
+      const change = a.getByLabel("Changes").locator(".change.added");
+      await change.getByText("e2e-up").waitFor();
+      await shot(a, "upstream-review");
       await a.getByRole("button", { name: "Create upstream" }).click();
       await a.waitForURL(/#\/upstreams\/e2e-up$/);
       await a.getByRole("heading", { name: "Upstream e2e-up" }).waitFor();

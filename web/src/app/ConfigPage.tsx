@@ -40,7 +40,6 @@ export function ConfigPage() {
   };
   useEffect(() => {
     void load();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
   const parse = () => {

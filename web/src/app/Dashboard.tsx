@@ -4,7 +4,7 @@
 // reachable (GET /metrics, no key needed).
 import { useEffect, useRef, useState } from "react";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { StoreStatus_Kind, type NodeStatus } from "@pingora-config/client";
+import { StoreStatus_Kind, type ClusterNode, type NodeStatus } from "@pingora-config/client";
 
 import { describe } from "./api";
 import { useApp } from "./context";
@@ -35,6 +35,7 @@ function seconds(d: { seconds: bigint } | undefined): string {
 export function Dashboard() {
   const { client, baseUrl } = useApp();
   const [status, setStatus] = useState<NodeStatus>();
+  const [nodes, setNodes] = useState<ClusterNode[]>([]);
   const [error, setError] = useState("");
   const [rates, setRates] = useState<{ route: string; total: number; rate: number }[]>();
   const [metricsError, setMetricsError] = useState("");
@@ -44,9 +45,10 @@ export function Dashboard() {
     let live = true;
     const poll = async () => {
       try {
-        const s = await client.status();
+        const [s, n] = await Promise.all([client.status(), client.listNodes()]);
         if (live) {
           setStatus(s);
+          setNodes(n.nodes);
           setError("");
         }
       } catch (err) {
@@ -143,6 +145,35 @@ export function Dashboard() {
             </dl>
           </div>
         </div>
+      )}
+      {nodes.length > 1 && (
+        <>
+          <h2>Nodes sharing the store</h2>
+          <div className="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">Node</th>
+                  <th scope="col">Version</th>
+                  <th scope="col">Applied revision</th>
+                  <th scope="col">Config hash</th>
+                  <th scope="col">Last error</th>
+                </tr>
+              </thead>
+              <tbody>
+                {nodes.map((n) => (
+                  <tr key={n.nodeId}>
+                    <td>{n.nodeId}</td>
+                    <td>{n.version}</td>
+                    <td>{n.appliedRevision.toString()}</td>
+                    <td className="hash">{n.configHash === status?.configHash ? "same as this node" : n.configHash}</td>
+                    <td className="error">{n.lastError}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
       )}
       <h2>Upstream health</h2>
       {status && status.upstreams.length === 0 && <p>No upstreams.</p>}

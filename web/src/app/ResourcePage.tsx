@@ -6,14 +6,17 @@
 // overwrite knowingly; a delete refused because others refer to the
 // resource (FAILED_PRECONDITION) lists them.
 import { useEffect, useState } from "react";
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
+import { ConfigSchema, type ConfigDiff } from "@pingora-config/client";
 import YAML from "yaml";
 
 import { MessageForm } from "../form/Form";
 import { schema } from "../form/schema";
 import { referrers, serverViolations, toMessage, validateValue } from "../form/validate";
 import { errorMap, isObject, type ErrorMap, type JsonObject } from "../form/values";
-import { codeOf, createOne, deleteOne, describe, getOne, updateOne, type Entry, type Kind } from "./api";
+import { asJson, codeOf, createOne, deleteOne, describe, getOne, updateOne, type Entry, type Kind } from "./api";
+import { DiffView } from "./ConfigPage";
 import { useApp } from "./context";
 
 export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined }) {
@@ -32,6 +35,7 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
   const [deleteError, setDeleteError] = useState<{ text: string; referrers: string[] }>();
   const [busy, setBusy] = useState(false);
   const [notFound, setNotFound] = useState(false);
+  const [review, setReview] = useState<ConfigDiff>();
 
   const load = async () => {
     if (creating) return;
@@ -50,7 +54,6 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
   };
   useEffect(() => {
     void load();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [kind, id]);
 
   const singular = kind.title.replace(/s$/, "").toLowerCase();
@@ -64,6 +67,7 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
   }
 
   const changeValue = (v: JsonObject) => {
+    setReview(undefined);
     setValue(v);
     setYamlText(YAML.stringify(v));
     // Errors follow the value: re-check what was shown, as the user fixes it.
@@ -71,6 +75,7 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
   };
 
   const changeYaml = (text: string) => {
+    setReview(undefined);
     setYamlText(text);
     try {
       const parsed: unknown = YAML.parse(text) ?? {};
@@ -122,6 +127,42 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
         // The violations say it field by field; the status line says who refused.
         setMessage(v.length > 0 ? `The gateway refused this ${singular} (${Code[codeOf(err)]}): see the fields marked below.` : describe(err));
       }
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  /**
+   * The diff this edit would make to the live config: the exported config
+   * with this resource put in its place, through ApplyConfig's dry run (the
+   * gateway's diff, field by field; it also shows changes made by others
+   * since this page read the resource, as they would be undone).
+   */
+  const reviewChanges = async () => {
+    setMessage("");
+    if (yamlError) return;
+    const local = validateValue(kind.type, value);
+    setErrors(local);
+    if (Object.keys(local).length > 0) {
+      setMessage("Fix the fields marked below.");
+      return;
+    }
+    setBusy(true);
+    try {
+      const live = await client.export();
+      const config = asJson("pingora_config.v1.Config", live.config);
+      const key = creating ? value[kind.idField] : id;
+      const list = Array.isArray(config[kind.collection]) ? [...(config[kind.collection] as JsonObject[])] : [];
+      const at = list.findIndex((x) => isObject(x) && x[kind.idField] === key);
+      if (at >= 0) list[at] = value;
+      else list.push(value);
+      config[kind.collection] = list;
+      const r = await client.apply(fromJson(ConfigSchema, config as JsonValue), live.revision, true);
+      setReview(r.diff ?? ({ changes: [] } as unknown as ConfigDiff));
+    } catch (err) {
+      const v = serverViolations(err, kind.collection);
+      setErrors(errorMap(v));
+      setMessage(describe(err));
     } finally {
       setBusy(false);
     }
@@ -261,6 +302,9 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
                 <button type="submit" disabled={busy}>
                   {creating ? `Create ${singular}` : "Save changes"}
                 </button>
+                <button type="button" className="secondary" disabled={busy} onClick={() => void reviewChanges()}>
+                  Review changes
+                </button>
                 {!creating && (
                   <button
                     type="button"
@@ -276,6 +320,7 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
               </div>
             )}
           </form>
+          {editing && review && <DiffView diff={review} />}
         </>
       )}
     </section>

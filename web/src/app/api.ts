@@ -100,12 +100,10 @@ export function kindOf(collection: string): Kind | undefined {
 /** A resource message as the form and YAML edit it: proto-JSON with proto field names. */
 export function asJson(type: string, msg: unknown): JsonObject {
   if (!msg) return {};
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   return toJson(descriptor(type), msg as any, { useProtoFieldName: true }) as JsonObject;
 }
 
 // The facade has one method per kind and verb; the kind table names them.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = Record<string, (...args: any[]) => Promise<any>>;
 
 function entryOf(k: Kind, e: Record<string, unknown>): Entry {

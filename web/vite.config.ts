@@ -9,6 +9,12 @@ import { defineConfig } from "vitest/config";
 
 const client = (file: string) => fileURLToPath(new URL(`../clients/ts/src/${file}`, import.meta.url));
 
+// `npx vite` / `npx vite preview`: the API and the metrics are proxied to the
+// admin listener (ADMIN_URL, default the bootstrap's default address), so the
+// UI is same-origin as it is when the gateway serves it.
+const admin = process.env.ADMIN_URL ?? "http://127.0.0.1:9180";
+const proxy = { "^/pingora_config\\.v1\\.": { target: admin }, "/metrics": { target: admin } };
+
 export default defineConfig({
   base: "./",
   plugins: [react()],
@@ -19,7 +25,8 @@ export default defineConfig({
     ],
     dedupe: ["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-web"],
   },
-  server: { fs: { allow: [".."] } },
+  server: { fs: { allow: [".."] }, proxy },
+  preview: { proxy },
   build: { outDir: "dist", sourcemap: false, chunkSizeWarningLimit: 2000 },
   test: {
     environment: "jsdom",

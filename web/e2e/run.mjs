@@ -368,13 +368,41 @@ async function main() {
       await ctxP.close();
     });
 
-    await step("the pages are keyboard reachable: the sign-in form works with Tab and Enter", async () => {
-      const ctxK = await browser.newContext();
+    await step("keyboard only: sign in, then add a node and read the problems list, which takes the focus", async () => {
+      const ctxK = await browser.newContext({ viewport: { width: 1280, height: 860 } });
       const k = await ctxK.newPage();
+      watchConsole(k, "keyboard", consoleErrors);
       await k.goto(`${uiOrigin}/ui/`);
-      await k.keyboard.press("Tab");
-      const focused = await k.evaluate(() => document.activeElement?.id);
-      if (focused !== "api-key") throw new Error(`first Tab focuses ${focused}`);
+      const press = async (key, times = 1) => {
+        for (let i = 0; i < times; i++) await k.keyboard.press(key);
+      };
+      const focused = () => k.evaluate(() => document.activeElement?.id || document.activeElement?.textContent?.trim());
+      await press("Tab");
+      if ((await focused()) !== "api-key") throw new Error(`first Tab focuses ${await focused()}`);
+      await k.keyboard.type(EDITOR_KEY);
+      await press("Tab"); // the "Admin API address" disclosure
+      await press("Enter");
+      await press("Tab");
+      if ((await focused()) !== "base-url") throw new Error(`Tab after opening focuses ${await focused()}`);
+      await press("Control+A");
+      await k.keyboard.type(gw.admin);
+      await press("Enter"); // submits the form
+      await k.getByTestId("role").filter({ hasText: "editor" }).waitFor();
+      await k.goto(`${uiOrigin}/ui/#/upstreams/new`);
+      await k.getByLabel(/^Id/).focus();
+      await k.keyboard.type("kb-up");
+      await k.getByRole("button", { name: "Add nodes" }).focus();
+      await press("Enter"); // the new node's section takes the focus
+      if ((await focused()) !== "f-nodes-0") throw new Error(`focus after adding a node: ${await focused()}`);
+      await press("Tab"); // its first field: host
+      if ((await focused()) !== "f-nodes-0-host") throw new Error(`focus after adding a node: ${await focused()}`);
+      await k.keyboard.type("127.0.0.1");
+      await k.getByRole("button", { name: "Create upstream" }).focus();
+      await press("Enter");
+      await k.waitForFunction(() => document.activeElement?.classList.contains("error-summary"));
+      await k.getByRole("link", { name: "nodes[0].port" }).focus();
+      await press("Enter");
+      if ((await focused()) !== "f-nodes-0-port") throw new Error(`the problem's link focuses ${await focused()}`);
       await ctxK.close();
     });
 

@@ -87,6 +87,9 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
     }
   };
 
+  /** After a refused save, the list of problems takes the focus (screen readers read it). */
+  const focusProblems = () => setTimeout(() => document.querySelector<HTMLElement>(".error-summary")?.focus(), 0);
+
   const save = async (overwrite?: Entry) => {
     setMessage("");
     if (yamlError) return;
@@ -94,6 +97,7 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
     setErrors(local);
     if (Object.keys(local).length > 0) {
       setMessage("Fix the fields marked below.");
+      focusProblems();
       return;
     }
     setBusy(true);
@@ -126,6 +130,7 @@ export function ResourcePage({ kind, id }: { kind: Kind; id: string | undefined 
         setErrors(errorMap(v));
         // The violations say it field by field; the status line says who refused.
         setMessage(v.length > 0 ? `The gateway refused this ${singular} (${Code[codeOf(err)]}): see the fields marked below.` : describe(err));
+        if (v.length > 0) focusProblems();
       }
     } finally {
       setBusy(false);

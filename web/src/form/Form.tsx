@@ -3,7 +3,7 @@
 // (select), bools, durations, nested messages (collapsible), lists (rows to
 // add and remove), maps (key/value rows) and oneofs (choose one), each with
 // its proto comment as help text and the violations of its path beside it.
-import { useState, type ReactNode } from "react";
+import { useEffect, useState, type ReactNode } from "react";
 
 import { messageMeta, summary, title, type FieldMeta, type MessageMeta, type OneofMeta, type SchemaMeta } from "./schema";
 import {
@@ -42,7 +42,7 @@ export function MessageForm({ meta, type, value, onChange, errors = {}, readOnly
   return (
     <div className="form">
       {all.length > 0 && (
-        <div className="error-summary" role="group" aria-labelledby="error-summary-title">
+        <div className="error-summary" role="group" aria-labelledby="error-summary-title" tabIndex={-1}>
           <h3 id="error-summary-title">
             {all.length} problem{all.length > 1 ? "s" : ""}
           </h3>
@@ -375,6 +375,13 @@ function ListField({ ctx, f, value, onChange, path }: FieldProps) {
   const id = domId(path);
   const el = elementMeta(f, "items");
   const set = (next: Json[]) => onChange(next.length === 0 ? undefined : next);
+  // A row added from the keyboard takes the focus (it appears above the button).
+  const [added, setAdded] = useState<number>();
+  useEffect(() => {
+    if (added === undefined) return;
+    document.getElementById(domId(index(path, added)))?.focus();
+    setAdded(undefined);
+  }, [added, path]);
   return (
     <fieldset className={`field list${ctx.errors[path]?.length ? " invalid" : ""}`} data-path={path}>
       <legend id={`${id}-legend`}>
@@ -432,7 +439,15 @@ function ListField({ ctx, f, value, onChange, path }: FieldProps) {
         })}
       </ol>
       {!ctx.readOnly && (
-        <button type="button" id={items.length === 0 ? id : undefined} className="secondary small" onClick={() => set([...items, emptyValue(ctx.meta, el)])}>
+        <button
+          type="button"
+          id={items.length === 0 ? id : undefined}
+          className="secondary small"
+          onClick={() => {
+            set([...items, emptyValue(ctx.meta, el)]);
+            setAdded(items.length);
+          }}
+        >
           Add {title(f.name).toLowerCase()}
         </button>
       )}
@@ -446,6 +461,12 @@ function MapField({ ctx, f, value, onChange, path }: FieldProps) {
   const el = elementMeta(f, "values");
   const [draftKey, setDraftKey] = useState("");
   const set = (next: [string, Json][]) => onChange(next.length === 0 ? undefined : Object.fromEntries(next));
+  const [added, setAdded] = useState<string>();
+  useEffect(() => {
+    if (added === undefined) return;
+    document.getElementById(domId(key(path, added)))?.focus();
+    setAdded(undefined);
+  }, [added, path]);
   return (
     <fieldset className={`field map${ctx.errors[path]?.length ? " invalid" : ""}`} data-path={path}>
       <legend>{title(f.name)}</legend>
@@ -521,6 +542,7 @@ function MapField({ ctx, f, value, onChange, path }: FieldProps) {
             disabled={draftKey === "" || entries.some(([k]) => k === draftKey)}
             onClick={() => {
               set([...entries, [draftKey, emptyValue(ctx.meta, el)]]);
+              setAdded(draftKey);
               setDraftKey("");
             }}
           >

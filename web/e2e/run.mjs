@@ -287,7 +287,10 @@ async function main() {
       await input(b, "nodes[0].port").fill("9");
       await b.getByRole("button", { name: "Create upstream" }).click();
       await b.waitForURL(/#\/upstreams\/e2e-other$/);
-      await a.getByText("upstream e2e-other created").waitFor();
+      const ev = a.getByRole("listitem").filter({ hasText: "upstream e2e-other created" });
+      await ev.waitFor();
+      await ev.getByText("Values").click();
+      await ev.getByText("port: 9").waitFor();
       await shot(a, "events");
     });
 

@@ -2,9 +2,18 @@
 // an edit of the YAML file), upstream health transitions and nodes joining
 // or leaving, newest first, from the session's one Watch stream.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { HealthEvent_Source, NodeEvent_Type, ResourceEvent_Type, Resource_Kind, type Event } from "@pingora-config/client";
+import { HealthEvent_Source, NodeEvent_Type, ResourceEvent_Type, Resource_Kind, type Event, type Resource } from "@pingora-config/client";
+import YAML from "yaml";
 
+import { asJson, KINDS } from "./api";
 import { useApp } from "./context";
+
+/** A resource of an event as YAML (secrets arrive redacted). */
+function yamlOf(r: Resource | undefined): string {
+  if (!r || r.value.case === undefined) return "";
+  const kind = KINDS.find((k) => k.singular === r.value.case);
+  return kind ? YAML.stringify(asJson(kind.type, r.value.value)) : "";
+}
 
 function line(ev: Event): string {
   switch (ev.payload.case) {
@@ -41,6 +50,21 @@ export function EventsPage() {
           <li key={`${ev.id}-${ev.revision}`} className={`event ${ev.payload.case ?? ""}`}>
             <time>{ev.time ? timestampDate(ev.time).toLocaleTimeString() : ""}</time> <span className="rev">r{ev.revision.toString()}</span>{" "}
             <span className="what">{line(ev)}</span>
+            {ev.payload.case === "resource" && (
+              <details className="event-values">
+                <summary>Values</summary>
+                <div className="before-after">
+                  <div>
+                    <h3>Before</h3>
+                    <pre>{yamlOf(ev.payload.value.oldValue) || "(none)"}</pre>
+                  </div>
+                  <div>
+                    <h3>After</h3>
+                    <pre>{yamlOf(ev.payload.value.newValue) || "(none)"}</pre>
+                  </div>
+                </div>
+              </details>
+            )}
           </li>
         ))}
       </ol>

@@ -94,6 +94,7 @@ export function ResourceList({ kind }: { kind: Kind }) {
             <thead>
               <tr>
                 <th scope="col">{kind.idField}</th>
+                <th scope="col">Name</th>
                 <th scope="col">Labels</th>
                 <th scope="col">Revision</th>
               </tr>
@@ -107,6 +108,7 @@ export function ResourceList({ kind }: { kind: Kind }) {
                     <td>
                       <a href={`#/${kind.collection}/${encodeURIComponent(id)}`}>{id}</a>
                     </td>
+                    <td>{String(e.value.name ?? e.value.description ?? "")}</td>
                     <td>
                       {l.map(([k, v]) => (
                         <span key={k} className="tag">

@@ -483,7 +483,7 @@ impl ProxyHttp for Gateway {
             status: session.response_written().map(|r| r.status.as_u16()).unwrap_or(0),
             client_ip: crate::plugins::client_ip(session),
             upstream_addr: match (upstream, ctx.node) {
-                (Some(u), Some(n)) => Some(u.nodes[n].addr.to_string()),
+                (Some(u), Some(n)) => Some(u.nodes[n].addr),
                 _ => None,
             },
             upstream_id: upstream

@@ -2,7 +2,7 @@
 //! route, service, upstream and status, in the process registry
 //! ([`crate::metrics`]) served by the admin listener's metrics endpoint.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use pingora_config::v1;
 use prometheus::{HistogramVec, IntCounterVec, exponential_buckets};
@@ -51,13 +51,28 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
 
 pub struct Prometheus {
     prefer_name: bool,
+    /// The metric children of each (route, service, upstream, consumer),
+    /// resolved once: a request then costs one map lookup, not four label
+    /// hashes in the registry.
+    cache: std::sync::RwLock<std::collections::HashMap<Key, Arc<Children>>>,
+}
+
+type Key = (Arc<str>, Arc<str>, Arc<str>, Arc<str>);
+
+struct Children {
+    latency: prometheus::Histogram,
+    upstream_latency: prometheus::Histogram,
+    ingress: prometheus::IntCounter,
+    egress: prometheus::IntCounter,
+    /// Request counters by status, added as statuses are seen.
+    by_status: std::sync::RwLock<Vec<(u16, prometheus::IntCounter)>>,
 }
 
 pub fn build(cfg: &v1::PrometheusPlugin, _cx: &mut BuildCx<'_>) -> Result<Prometheus, String> {
     if METRICS.is_none() {
         return Err("the metrics could not be registered".to_owned());
     }
-    Ok(Prometheus { prefer_name: cfg.prefer_name })
+    Ok(Prometheus { prefer_name: cfg.prefer_name, cache: Default::default() })
 }
 
 #[async_trait::async_trait]
@@ -68,28 +83,61 @@ impl Plugin for Prometheus {
 
     fn log(&self, entry: &LogEntry<'_>, ctx: &PluginCtx) {
         let Some(m) = METRICS.as_ref() else { return };
-        let (route, service) = match &ctx.route {
-            Some(r) if self.prefer_name => (
-                if r.name.is_empty() { &*r.id } else { &*r.name },
-                if r.service_name.is_empty() { &*r.service_id } else { &*r.service_name },
-            ),
-            Some(r) => (&*r.id, &*r.service_id),
-            None => ("", ""),
+        let pick = |name: &Arc<str>, id: &Arc<str>| {
+            if self.prefer_name && !name.is_empty() { name.clone() } else { id.clone() }
         };
-        let upstream = entry.upstream_id.unwrap_or("");
-        let consumer = ctx.consumer.as_ref().map(|c| &*c.username).unwrap_or("");
-        let mut status = itoa_buf(entry.status);
-        m.requests.with_label_values(&[route, service, upstream, consumer, status.as_str()]).inc();
-        m.latency.with_label_values(&[route, service]).observe(entry.latency.as_secs_f64());
+        let (route, service): (Arc<str>, Arc<str>) = match &ctx.route {
+            Some(r) => (pick(&r.name, &r.id), pick(&r.service_name, &r.service_id)),
+            None => (Arc::from(""), Arc::from("")),
+        };
+        let upstream: Arc<str> = entry.upstream_id.map(Arc::from).unwrap_or_else(|| Arc::from(""));
+        let consumer: Arc<str> = ctx.consumer.as_ref().map(|c| c.username.clone()).unwrap_or_else(|| Arc::from(""));
+        let key: Key = (route, service, upstream, consumer);
+        let cached = self.cache.read().ok().and_then(|c| c.get(&key).cloned());
+        let children = match cached {
+            Some(c) => c,
+            None => {
+                let (r, s, u) = (&*key.0, &*key.1, &*key.2);
+                let c = Arc::new(Children {
+                    latency: m.latency.with_label_values(&[r, s]),
+                    upstream_latency: m.upstream_latency.with_label_values(&[r, s, u]),
+                    ingress: m.bandwidth.with_label_values(&["ingress", r, s]),
+                    egress: m.bandwidth.with_label_values(&["egress", r, s]),
+                    by_status: Default::default(),
+                });
+                if let Ok(mut w) = self.cache.write() {
+                    // Bounded: consumers and upstreams are finite per
+                    // config, but never let a cache grow without limit.
+                    if w.len() > 10_000 {
+                        w.clear();
+                    }
+                    w.insert(key.clone(), c.clone());
+                }
+                c
+            }
+        };
+        let counter = children
+            .by_status
+            .read()
+            .ok()
+            .and_then(|v| v.iter().find(|(s, _)| *s == entry.status).map(|(_, c)| c.clone()));
+        let counter = match counter {
+            Some(c) => c,
+            None => {
+                let status = entry.status.to_string();
+                let c = m.requests.with_label_values(&[&*key.0, &*key.1, &*key.2, &*key.3, status.as_str()]);
+                if let Ok(mut v) = children.by_status.write() {
+                    v.push((entry.status, c.clone()));
+                }
+                c
+            }
+        };
+        counter.inc();
+        children.latency.observe(entry.latency.as_secs_f64());
         if let Some(u) = entry.upstream_latency {
-            m.upstream_latency.with_label_values(&[route, service, upstream]).observe(u.as_secs_f64());
+            children.upstream_latency.observe(u.as_secs_f64());
         }
-        m.bandwidth.with_label_values(&["ingress", route, service]).inc_by(entry.bytes_received as u64);
-        m.bandwidth.with_label_values(&["egress", route, service]).inc_by(entry.bytes_sent as u64);
-        status.clear();
+        children.ingress.inc_by(entry.bytes_received as u64);
+        children.egress.inc_by(entry.bytes_sent as u64);
     }
-}
-
-fn itoa_buf(n: u16) -> String {
-    n.to_string()
 }

@@ -722,14 +722,20 @@ fn forward_auth_delegates_the_decision() {
         &up,
         &format!(
             "  - {{ id: r, uris: [\"/*\"], upstream_id: u, plugins: {{ forward_auth: {{ uri: \"http://{}/check\", request_headers: [Authorization], upstream_headers: [X-User-Id], client_headers: [WWW-Authenticate] }} }} }}
+  - {{ id: post, uris: [\"/body\"], upstream_id: u, plugins: {{ forward_auth: {{ uri: \"http://{}/check\", request_method: POST, request_headers: [Authorization] }} }} }}
   - {{ id: down, uris: [\"/down\"], upstream_id: u, plugins: {{ forward_auth: {{ uri: \"http://127.0.0.1:1/check\", status_on_error: 503 }} }} }}
   - {{ id: degrade, uris: [\"/degrade\"], upstream_id: u, plugins: {{ forward_auth: {{ uri: \"http://127.0.0.1:1/check\", allow_degradation: true }} }} }}
 ",
-            auth.addr
+            auth.addr, auth.addr
         ),
         "",
     ));
     let c = client();
+    // With POST the auth service gets the body, and so does the upstream.
+    let posted = c.post(gw.url("/body")).header("authorization", "Bearer good").body("order=7").send().expect("post");
+    assert_eq!(posted.status().as_u16(), 200);
+    assert_eq!(posted.text().expect("body"), "order=7");
+    assert!(auth.seen().iter().any(|r| r.method == "POST" && r.body == b"order=7"), "{:?}", auth.seen());
     let ok = get(&c, &gw.url("/headers?q=1"), &[("authorization", "Bearer good"), ("x-user-id", "forged")]);
     assert_eq!(ok.status, 200);
     assert_eq!(seen_headers(&ok.body).get("x-user-id").map(String::as_str), Some("42"));

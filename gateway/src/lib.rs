@@ -8,8 +8,10 @@
 //! - [`plugins`]: the plugin pipeline;
 //! - [`tls`]: certificates by SNI;
 //! - [`store`]: where the config comes from and how changes arrive;
-//! - [`server`]: assembling listeners and services from the bootstrap.
+//! - [`server`]: assembling listeners and services from the bootstrap;
+//! - [`admin`]: the management API (gRPC, grpc-web) and the store's write path.
 
+pub mod admin;
 pub mod metrics;
 pub mod plugins;
 pub mod proxy;

@@ -66,6 +66,8 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
     };
     let (snapshot, text) = store::load(&options.config, defaults, None).map_err(|e| e.to_string())?;
     log::info!("loaded {} ({} routes)", options.config.display(), snapshot.routes.len());
+    let admin_settings = crate::admin::Settings::from_bootstrap(&bootstrap)?;
+    let config = snapshot.config.clone();
     let live = Arc::new(Live::new(snapshot));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -143,14 +145,19 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
     let debounce =
         file_opts.as_ref().and_then(|f| f.watch_debounce.as_ref()).map(duration).unwrap_or(Duration::from_millis(100));
     let watch = file_opts.as_ref().and_then(|f| f.watch).unwrap_or(true);
-    let store = FileStore {
-        live,
-        path: options.config.clone(),
-        defaults,
-        debounce,
-        watch,
-        applied: std::sync::Mutex::new(text),
-    };
+    let keep_versions = file_opts.as_ref().and_then(|f| f.keep_versions).unwrap_or(10);
+    let shared = Arc::new(crate::admin::store::FileConfigStore::open(
+        options.config.clone(),
+        keep_versions,
+        live.clone(),
+        text,
+        config,
+        admin_settings.node_id.clone(),
+    ));
+    let writer = Arc::new(crate::admin::write::Writer::new(Arc::new(shared.clone()), live.clone(), defaults));
+    let admin = crate::admin::Admin::new(admin_settings, writer, options.upgrade, server.watch_execution_phase())?;
+    server.add_service(background_service("admin", admin));
+    let store = FileStore { live, path: options.config.clone(), defaults, debounce, watch, shared };
     server.add_service(background_service("file store", store));
     let phases = std::sync::Mutex::new(Some(server.watch_execution_phase()));
     server.add_service(background_service("drain", Drain { in_flight, draining, phases }));

@@ -78,8 +78,10 @@ pub struct FileStore {
     pub debounce: Duration,
     /// Whether to watch the file at all (`FileStore.watch`).
     pub watch: bool,
-    /// The text of the file last applied (to skip events that change nothing).
-    pub applied: std::sync::Mutex<String>,
+    /// Revisions, events and the text last applied or written by the
+    /// management API (to skip events that change nothing, our own writes
+    /// included).
+    pub shared: Arc<crate::admin::store::FileConfigStore>,
 }
 
 #[async_trait::async_trait]
@@ -140,7 +142,8 @@ impl FileStore {
         let previous = self.live.load();
         let path = self.path.clone();
         let defaults = self.defaults;
-        let applied = self.applied.lock().map(|t| t.clone()).unwrap_or_default();
+        let base = self.shared.revision();
+        let applied = self.shared.applied_text();
         let result = tokio::task::spawn_blocking(move || {
             let text = match read(&path) {
                 Ok(t) if t == applied => return None,
@@ -154,13 +157,18 @@ impl FileStore {
             Ok(None) => {}
             Ok(Some(Ok((snapshot, text)))) => {
                 let routes = snapshot.routes.len();
-                self.live.store(snapshot);
-                if let Ok(mut a) = self.applied.lock() {
-                    *a = text;
+                if self.shared.external_change(base, text, snapshot) {
+                    log::info!(
+                        "config reloaded from {} ({routes} routes, revision {})",
+                        self.path.display(),
+                        self.shared.revision()
+                    );
                 }
-                log::info!("config reloaded from {} ({routes} routes)", self.path.display());
             }
-            Ok(Some(Err(e))) => log::error!("config change rejected, still serving the previous config:\n{e}"),
+            Ok(Some(Err(e))) => {
+                log::error!("config change rejected, still serving the previous config:\n{e}");
+                self.shared.set_error(e.to_string());
+            }
             Err(e) => log::error!("config reload failed: {e}"),
         }
     }

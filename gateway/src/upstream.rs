@@ -276,6 +276,22 @@ impl Upstream {
         }
     }
 
+    /// Each node (`host:port` as configured) and whether requests may go to
+    /// it now: its active checks pass and passive checks did not eject it.
+    pub fn node_health(&self) -> Vec<(String, bool)> {
+        let now_ms = self.born.elapsed().as_millis() as u64;
+        let mut out = Vec::with_capacity(self.nodes.len());
+        for group in &self.groups {
+            for &i in &group.nodes {
+                let node = &self.nodes[i];
+                let checked = group.checked.as_ref().is_none_or(|c| c.backends().ready(&backend(node, i)));
+                let ejected = node.ejected_until_ms.load(Ordering::Relaxed) > now_ms;
+                out.push((format!("{}:{}", node.host, node.port), checked && !ejected));
+            }
+        }
+        out
+    }
+
     /// The backends whose active checks must run, with the check interval.
     pub fn health_checks(&self) -> Vec<(Arc<dyn HealthTarget>, Duration)> {
         let Some(active) = self.config.health_check.as_ref().and_then(|h| h.active.as_ref()) else { return Vec::new() };

@@ -207,6 +207,8 @@ pub struct Gateway {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The admin listener's port (management API, metrics).
+    pub admin_port: u16,
     pub config: PathBuf,
     log: PathBuf,
 }
@@ -222,6 +224,9 @@ pub struct Options {
     pub port: Option<u16>,
     /// Accept h2c (HTTP/2 with prior knowledge) on the HTTP listener.
     pub h2c: bool,
+    /// More YAML of the bootstrap's `admin` block, indented by 2 (for
+    /// example `"  api_keys: [...]\n"`); its address is always a free port.
+    pub admin_extra: String,
 }
 
 impl Default for Options {
@@ -232,6 +237,7 @@ impl Default for Options {
             ready_path: "/__ready".into(),
             port: None,
             h2c: false,
+            admin_extra: String::new(),
         }
     }
 }
@@ -244,19 +250,21 @@ impl Gateway {
     pub fn start_with(config: &str, options: Options) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = options.port.unwrap_or_else(free_port);
+        let admin_port = free_port();
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let bootstrap = format!(
-            "threads: 2\nlisteners:\n  - {{ name: http, address: \"127.0.0.1:{port}\", http2: {} }}\n{}store:\n  file: {{ path: {}, watch_debounce: 0.05s }}\nshutdown: {{ graceful_timeout: 5s }}\n{}",
+            "threads: 2\nlisteners:\n  - {{ name: http, address: \"127.0.0.1:{port}\", http2: {} }}\n{}store:\n  file: {{ path: {}, watch_debounce: 0.05s }}\nshutdown: {{ graceful_timeout: 5s }}\nadmin:\n  address: \"127.0.0.1:{admin_port}\"\n{}{}",
             options.h2c,
             options.extra_listeners,
             config_path.display(),
+            options.admin_extra,
             options.bootstrap_extra
         );
         std::fs::write(dir.path().join("gateway.yaml"), bootstrap).expect("write bootstrap");
         let log = dir.path().join("gateway.log");
         let child = spawn(dir.path(), &log, false);
-        let gw = Gateway { child: Some(child), dir, port, config: config_path, log };
+        let gw = Gateway { child: Some(child), dir, port, admin_port, config: config_path, log };
         gw.wait_ready(&options.ready_path);
         gw
     }
@@ -272,7 +280,14 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("gateway.log");
         let child = spawn(self.dir.path(), &log, true);
-        let gw = Gateway { child: Some(child), dir, port: self.port, config: self.config.clone(), log };
+        let gw = Gateway {
+            child: Some(child),
+            dir,
+            port: self.port,
+            admin_port: self.admin_port,
+            config: self.config.clone(),
+            log,
+        };
         gw.wait_for("the new process to open the upgrade socket", Duration::from_secs(20), || sock.exists());
         gw
     }
@@ -288,6 +303,19 @@ impl Gateway {
         panic!("the gateway did not start:\n{}", self.log());
     }
 
+    /// The admin listener's base URL (`http://127.0.0.1:<admin port>`).
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// Waits until the admin listener accepts connections.
+    pub fn wait_admin(&self) {
+        let port = self.admin_port;
+        self.wait_for("the admin listener", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -298,6 +326,22 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process and starts a new one on the same directory, files
+    /// and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Some(spawn(self.dir.path(), &self.log, false));
+        self.wait_ready("/__ready");
     }
 
     /// Replaces the config file atomically (as a deployment tool would).

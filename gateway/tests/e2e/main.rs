@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod admin;
 mod balancing;
 mod lifecycle;
 mod plugins;

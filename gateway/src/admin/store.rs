@@ -1,0 +1,614 @@
+//! The store behind the management API: the [`ConfigStore`] seam (the file
+//! store implements it here; the etcd store will implement it too), the
+//! revisions and per-resource metadata, and the bounded event history that
+//! `Watch` replays from.
+//!
+//! # The file store
+//!
+//! - A write renders the whole config as YAML and replaces the file
+//!   atomically: a temporary file in the same directory, fsync, rename over
+//!   the config, fsync of the directory. A crash leaves the old file or the
+//!   new one, never a mix. The file it replaces is kept (hard link) as
+//!   `<path>.versions/<revision>.yaml`, the newest `keep_versions` of them.
+//! - Revisions survive restarts through a sidecar, `<path>.state.json`
+//!   (written atomically after the config): the store revision, the hash
+//!   of the file text it describes, and per resource its revision, creation
+//!   revision, update time and content hash. At start, a sidecar whose hash
+//!   matches the file is taken as is; otherwise (the file was edited while
+//!   the gateway was down, or it crashed between the two renames) the
+//!   revision is bumped once and only resources whose content hash differs
+//!   get the new revision. No sidecar: revision 1 for everything.
+//! - The file watcher compares the text it reads with the text last applied,
+//!   so our own writes are not applied twice; an edit by hand is a new
+//!   revision like any write (without an update time).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use pingora_config::v1;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::Live;
+use crate::admin::json;
+use crate::snapshot::Snapshot;
+
+/// A resource's place in the config: its kind and id.
+pub type Key = (v1::resource::Kind, String);
+
+/// What the store keeps about one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub revision: i64,
+    pub create_revision: i64,
+    /// Seconds and nanoseconds since the epoch; `None` for a change made
+    /// outside the management API.
+    pub update_time: Option<(i64, i32)>,
+    /// Hash of the resource's encoding.
+    pub hash: String,
+}
+
+impl Meta {
+    pub fn to_proto(&self) -> v1::ResourceMeta {
+        v1::ResourceMeta {
+            revision: self.revision,
+            create_revision: self.create_revision,
+            update_time: self.update_time.map(|(seconds, nanos)| pbjson_types::Timestamp { seconds, nanos }),
+        }
+    }
+}
+
+/// The config at one store revision.
+pub struct Stored {
+    pub config: Arc<v1::Config>,
+    pub revision: i64,
+    pub metas: BTreeMap<Key, Meta>,
+    /// [`json::config_hash`] of `config`.
+    pub hash: String,
+    /// When this revision was applied by this node.
+    pub applied_time: SystemTime,
+}
+
+/// Why a commit did not happen.
+#[derive(Debug)]
+pub enum CommitError {
+    /// The store moved past the base revision.
+    Stale { current: i64 },
+    /// Persisting failed; nothing changed.
+    Io(String),
+}
+
+/// The watcher asked for history no longer held: oldest replayable and
+/// current revision.
+#[derive(Debug, Clone, Copy)]
+pub struct TooOld {
+    pub oldest: i64,
+    pub current: i64,
+}
+
+/// Where the config lives, seen from the management API. Writes are
+/// compare-and-swap on the store revision; the caller validates the whole
+/// config and builds its snapshot first (one validation path), and
+/// serializes its writes.
+#[tonic::async_trait]
+pub trait ConfigStore: Send + Sync + 'static {
+    fn kind(&self) -> v1::store_status::Kind;
+    /// Where the store is (a path, etcd endpoints).
+    fn endpoint(&self) -> String;
+    /// Whether the store is reachable now.
+    fn connected(&self) -> bool;
+    /// The config at the current revision.
+    fn current(&self) -> Arc<Stored>;
+    /// The config at an earlier revision, while it is still held (paging).
+    fn at(&self, revision: i64) -> Option<Arc<Stored>>;
+    /// Stores `config` as the next revision if the store is still at `base`,
+    /// then makes `snapshot` (built from `config`) live and records the
+    /// events. `now` is the update time of the changed resources.
+    async fn commit(&self, base: i64, config: v1::Config, snapshot: Snapshot) -> Result<Arc<Stored>, CommitError>;
+    /// The event history and live feed.
+    fn events(&self) -> &EventLog;
+    /// The last change that could not be applied, and when.
+    fn last_error(&self) -> Option<(String, SystemTime)>;
+}
+
+/// Every resource of a config by key, as the `Resource` oneof.
+pub fn resources(config: &v1::Config) -> BTreeMap<Key, v1::Resource> {
+    use v1::resource::{Kind, Value};
+    let mut out = BTreeMap::new();
+    let mut put = |kind: Kind, id: &str, value: Value| {
+        out.insert((kind, id.to_owned()), v1::Resource { value: Some(value) });
+    };
+    config.routes.iter().for_each(|r| put(Kind::Route, &r.id, Value::Route(r.clone())));
+    config.services.iter().for_each(|r| put(Kind::Service, &r.id, Value::Service(r.clone())));
+    config.upstreams.iter().for_each(|r| put(Kind::Upstream, &r.id, Value::Upstream(r.clone())));
+    config.consumers.iter().for_each(|r| put(Kind::Consumer, &r.username, Value::Consumer(r.clone())));
+    config.ssls.iter().for_each(|r| put(Kind::Ssl, &r.id, Value::Ssl(r.clone())));
+    config.global_rules.iter().for_each(|r| put(Kind::GlobalRule, &r.id, Value::GlobalRule(r.clone())));
+    config.plugin_configs.iter().for_each(|r| put(Kind::PluginConfig, &r.id, Value::PluginConfig(r.clone())));
+    out
+}
+
+fn resource_hash(r: &v1::Resource) -> String {
+    json::sha256(&prost::Message::encode_to_vec(r))
+}
+
+/// One change between two configs: key, old and new value.
+pub type Change = (Key, Option<v1::Resource>, Option<v1::Resource>);
+
+/// The resources that differ between two configs, by key.
+pub fn changes(old: &v1::Config, new: &v1::Config) -> Vec<Change> {
+    let (mut a, b) = (resources(old), resources(new));
+    let mut out = Vec::new();
+    for (key, new_value) in b {
+        match a.remove(&key) {
+            Some(old_value) if old_value == new_value => {}
+            old_value => out.push((key, old_value, Some(new_value))),
+        }
+    }
+    out.extend(a.into_iter().map(|(key, old_value)| (key, Some(old_value), None)));
+    out.sort_by(|x, y| x.0.cmp(&y.0));
+    out
+}
+
+/// The metadata after `changes` at `revision`.
+fn next_metas(
+    previous: &BTreeMap<Key, Meta>,
+    changes: &[Change],
+    revision: i64,
+    time: Option<(i64, i32)>,
+) -> BTreeMap<Key, Meta> {
+    let mut metas = previous.clone();
+    for (key, _, new_value) in changes {
+        match new_value {
+            None => {
+                metas.remove(key);
+            }
+            Some(v) => {
+                let create_revision = previous.get(key).map(|m| m.create_revision).unwrap_or(revision);
+                metas
+                    .insert(key.clone(), Meta { revision, create_revision, update_time: time, hash: resource_hash(v) });
+            }
+        }
+    }
+    metas
+}
+
+fn now() -> (i64, i32) {
+    let d = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos() as i32)
+}
+
+/// Events kept for `Watch` replays, and the live feed.
+pub struct EventLog {
+    inner: Mutex<LogInner>,
+    tx: broadcast::Sender<Arc<v1::Event>>,
+    node_id: String,
+}
+
+struct LogInner {
+    events: VecDeque<Arc<v1::Event>>,
+    /// The oldest revision whose changes are all still held.
+    oldest: i64,
+    current: i64,
+}
+
+/// Events to replay, then the live feed.
+pub type Subscription = (Vec<Arc<v1::Event>>, broadcast::Receiver<Arc<v1::Event>>);
+
+/// Resource events kept for replay.
+pub const RETENTION: usize = 10_000;
+
+impl EventLog {
+    pub fn new(node_id: String, revision: i64) -> EventLog {
+        let (tx, _) = broadcast::channel(1024);
+        EventLog {
+            inner: Mutex::new(LogInner { events: VecDeque::new(), oldest: revision + 1, current: revision }),
+            tx,
+            node_id,
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// An event of this node, now.
+    pub fn event(&self, id: String, revision: i64, payload: v1::event::Payload) -> v1::Event {
+        let (seconds, nanos) = now();
+        v1::Event {
+            id,
+            revision,
+            time: Some(pbjson_types::Timestamp { seconds, nanos }),
+            node_id: self.node_id.clone(),
+            payload: Some(payload),
+        }
+    }
+
+    /// Records the resource events of one revision and sends them live.
+    fn record(&self, revision: i64, changes: &[Change]) {
+        let Ok(mut inner) = self.inner.lock() else { return };
+        for ((kind, id), old_value, new_value) in changes {
+            let ty = if new_value.is_some() { v1::resource_event::Type::Put } else { v1::resource_event::Type::Delete };
+            let event = self.event(
+                format!("{revision}/{}/{id}", kind.as_str_name().to_ascii_lowercase()),
+                revision,
+                v1::event::Payload::Resource(v1::ResourceEvent {
+                    kind: *kind as i32,
+                    id: id.clone(),
+                    r#type: ty as i32,
+                    old_value: old_value.as_ref().map(json::redact),
+                    new_value: new_value.as_ref().map(json::redact),
+                }),
+            );
+            let event = Arc::new(event);
+            inner.events.push_back(event.clone());
+            let _ = self.tx.send(event);
+        }
+        inner.current = revision;
+        // Drop whole revisions, oldest first.
+        while inner.events.len() > RETENTION {
+            let Some(first) = inner.events.pop_front() else { break };
+            while inner.events.front().is_some_and(|e| e.revision == first.revision) {
+                inner.events.pop_front();
+            }
+            inner.oldest = first.revision + 1;
+        }
+    }
+
+    /// Sends an event that is not replayed (health, node).
+    pub fn send_live(&self, event: v1::Event) {
+        let _ = self.tx.send(Arc::new(event));
+    }
+
+    /// The held events from `start` on (none for 0), and the live feed from
+    /// right after them.
+    pub fn subscribe(&self, start: i64) -> Result<Subscription, TooOld> {
+        let inner = self.inner.lock().map_err(|_| TooOld { oldest: 0, current: 0 })?;
+        if start > 0 && start < inner.oldest {
+            return Err(TooOld { oldest: inner.oldest, current: inner.current });
+        }
+        let replay =
+            if start > 0 { inner.events.iter().filter(|e| e.revision >= start).cloned().collect() } else { Vec::new() };
+        Ok((replay, self.tx.subscribe()))
+    }
+
+    pub fn bounds(&self) -> TooOld {
+        self.inner
+            .lock()
+            .map(|i| TooOld { oldest: i.oldest, current: i.current })
+            .unwrap_or(TooOld { oldest: 0, current: 0 })
+    }
+}
+
+/// The sidecar that keeps revisions across restarts.
+#[derive(Serialize, Deserialize, Default)]
+struct Sidecar {
+    revision: i64,
+    /// `sha256:` of the file text this state describes.
+    file_hash: String,
+    /// `<kind>/<id>` -> meta.
+    resources: BTreeMap<String, SidecarMeta>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct SidecarMeta {
+    revision: i64,
+    create_revision: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    update_time: Option<(i64, i32)>,
+    hash: String,
+}
+
+fn sidecar_key((kind, id): &Key) -> String {
+    format!("{}/{id}", kind.as_str_name())
+}
+
+/// Held earlier revisions, for listings read across pages.
+const HISTORY: usize = 32;
+
+/// The file store, as seen by the management API and the file watcher.
+pub struct FileConfigStore {
+    path: PathBuf,
+    keep_versions: u32,
+    live: Arc<Live>,
+    state: Mutex<FileState>,
+    history: Mutex<VecDeque<Arc<Stored>>>,
+    events: EventLog,
+    last_error: Mutex<Option<(String, SystemTime)>>,
+}
+
+struct FileState {
+    stored: Arc<Stored>,
+    /// The text of the file last applied or written.
+    text: String,
+}
+
+impl FileConfigStore {
+    /// The store over the file `path` whose `text` was loaded as `config`.
+    pub fn open(
+        path: PathBuf,
+        keep_versions: u32,
+        live: Arc<Live>,
+        text: String,
+        config: Arc<v1::Config>,
+        node_id: String,
+    ) -> FileConfigStore {
+        let sidecar: Option<Sidecar> =
+            std::fs::read(sidecar_path(&path)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let current = resources(&config);
+        let file_hash = json::sha256(text.as_bytes());
+        let (revision, metas) = match sidecar {
+            Some(s) => {
+                let revision = if s.file_hash == file_hash { s.revision } else { s.revision + 1 };
+                let metas = current
+                    .iter()
+                    .map(|(key, value)| {
+                        let hash = resource_hash(value);
+                        let meta = match s.resources.get(&sidecar_key(key)) {
+                            Some(m) if m.hash == hash => Meta {
+                                revision: m.revision,
+                                create_revision: m.create_revision,
+                                update_time: m.update_time,
+                                hash,
+                            },
+                            Some(m) => Meta { revision, create_revision: m.create_revision, update_time: None, hash },
+                            None => Meta { revision, create_revision: revision, update_time: None, hash },
+                        };
+                        (key.clone(), meta)
+                    })
+                    .collect();
+                (revision, metas)
+            }
+            None => {
+                let metas = current
+                    .iter()
+                    .map(|(key, value)| {
+                        let meta =
+                            Meta { revision: 1, create_revision: 1, update_time: None, hash: resource_hash(value) };
+                        (key.clone(), meta)
+                    })
+                    .collect();
+                (1, metas)
+            }
+        };
+        let hash = json::config_hash(&config);
+        let stored = Arc::new(Stored { config, revision, metas, hash, applied_time: SystemTime::now() });
+        let store = FileConfigStore {
+            path,
+            keep_versions,
+            live,
+            state: Mutex::new(FileState { stored: stored.clone(), text: text.clone() }),
+            history: Mutex::new(VecDeque::from([stored.clone()])),
+            events: EventLog::new(node_id, revision),
+            last_error: Mutex::new(None),
+        };
+        if let Err(e) = store.write_sidecar(&stored, &text) {
+            log::warn!("file store: cannot write {}: {e}", sidecar_path(&store.path).display());
+        }
+        store
+    }
+
+    /// The text last applied or written (the watcher skips a file equal to it).
+    pub fn applied_text(&self) -> String {
+        self.state.lock().map(|s| s.text.clone()).unwrap_or_default()
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.current().revision
+    }
+
+    /// A change of the file by something else than the gateway, read at
+    /// `base` and compiled: applied as the next revision unless the store
+    /// wrote since (then the file holds our write, which replaced it).
+    pub fn external_change(&self, base: i64, text: String, snapshot: Snapshot) -> bool {
+        let Ok(mut state) = self.state.lock() else { return false };
+        if state.stored.revision != base || state.text == text {
+            return false;
+        }
+        let config = snapshot.config.clone();
+        let revision = base + 1;
+        let changes = changes(&state.stored.config, &config);
+        let metas = next_metas(&state.stored.metas, &changes, revision, None);
+        let stored = Arc::new(Stored {
+            hash: json::config_hash(&config),
+            config,
+            revision,
+            metas,
+            applied_time: SystemTime::now(),
+        });
+        if let Err(e) = self.write_sidecar(&stored, &text) {
+            log::warn!("file store: cannot write {}: {e}", sidecar_path(&self.path).display());
+        }
+        self.live.store(snapshot);
+        state.stored = stored.clone();
+        state.text = text;
+        self.remember(stored);
+        self.events.record(revision, &changes);
+        true
+    }
+
+    /// Records a change that was rejected (for GetStatus).
+    pub fn set_error(&self, error: String) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some((error, SystemTime::now()));
+        }
+    }
+
+    fn remember(&self, stored: Arc<Stored>) {
+        if let Ok(mut h) = self.history.lock() {
+            h.push_back(stored);
+            while h.len() > HISTORY {
+                h.pop_front();
+            }
+        }
+    }
+
+    fn write_sidecar(&self, stored: &Stored, text: &str) -> std::io::Result<()> {
+        let sidecar = Sidecar {
+            revision: stored.revision,
+            file_hash: json::sha256(text.as_bytes()),
+            resources: stored
+                .metas
+                .iter()
+                .map(|(k, m)| {
+                    let meta = SidecarMeta {
+                        revision: m.revision,
+                        create_revision: m.create_revision,
+                        update_time: m.update_time,
+                        hash: m.hash.clone(),
+                    };
+                    (sidecar_key(k), meta)
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&sidecar).map_err(std::io::Error::other)?;
+        write_atomic(&sidecar_path(&self.path), &bytes)
+    }
+
+    /// Writes the file (keeping the one it replaces) and the sidecar.
+    fn persist(&self, old_revision: i64, stored: &Stored, text: &str) -> std::io::Result<()> {
+        if self.keep_versions > 0 && self.path.exists() {
+            let dir = versions_dir(&self.path);
+            std::fs::create_dir_all(&dir)?;
+            let kept = dir.join(format!("{old_revision}.yaml"));
+            let _ = std::fs::remove_file(&kept);
+            if std::fs::hard_link(&self.path, &kept).is_err() {
+                std::fs::copy(&self.path, &kept)?;
+            }
+            prune_versions(&dir, self.keep_versions as usize);
+        }
+        write_atomic(&self.path, text.as_bytes())?;
+        self.write_sidecar(stored, text)
+    }
+}
+
+#[tonic::async_trait]
+impl ConfigStore for Arc<FileConfigStore> {
+    fn kind(&self) -> v1::store_status::Kind {
+        v1::store_status::Kind::File
+    }
+
+    fn endpoint(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn connected(&self) -> bool {
+        true
+    }
+
+    fn current(&self) -> Arc<Stored> {
+        FileConfigStore::current(self)
+    }
+
+    fn at(&self, revision: i64) -> Option<Arc<Stored>> {
+        self.history.lock().ok()?.iter().find(|s| s.revision == revision).cloned()
+    }
+
+    async fn commit(&self, base: i64, config: v1::Config, snapshot: Snapshot) -> Result<Arc<Stored>, CommitError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.commit_blocking(base, config, snapshot))
+            .await
+            .map_err(|e| CommitError::Io(e.to_string()))?
+    }
+
+    fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    fn last_error(&self) -> Option<(String, SystemTime)> {
+        self.last_error.lock().ok()?.clone()
+    }
+}
+
+impl FileConfigStore {
+    pub fn current(&self) -> Arc<Stored> {
+        match self.state.lock() {
+            Ok(s) => s.stored.clone(),
+            Err(poisoned) => poisoned.into_inner().stored.clone(),
+        }
+    }
+
+    fn commit_blocking(&self, base: i64, config: v1::Config, snapshot: Snapshot) -> Result<Arc<Stored>, CommitError> {
+        let mut state = self.state.lock().map_err(|_| CommitError::Io("the store lock is poisoned".into()))?;
+        if state.stored.revision != base {
+            return Err(CommitError::Stale { current: state.stored.revision });
+        }
+        let revision = base + 1;
+        let changes = changes(&state.stored.config, &config);
+        let metas = next_metas(&state.stored.metas, &changes, revision, Some(now()));
+        let text = json::to_yaml(&config);
+        let config = Arc::new(config);
+        let stored = Arc::new(Stored {
+            hash: json::config_hash(&config),
+            config,
+            revision,
+            metas,
+            applied_time: SystemTime::now(),
+        });
+        // Set before the rename: the watcher then sees our own text and skips it.
+        let old_text = std::mem::replace(&mut state.text, text.clone());
+        if let Err(e) = self.persist(base, &stored, &text) {
+            state.text = old_text;
+            return Err(CommitError::Io(format!("cannot write {}: {e}", self.path.display())));
+        }
+        self.live.store(snapshot);
+        state.stored = stored.clone();
+        self.remember(stored.clone());
+        self.events.record(revision, &changes);
+        Ok(stored)
+    }
+}
+
+fn sidecar_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".state.json");
+    PathBuf::from(p)
+}
+
+fn versions_dir(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".versions");
+    PathBuf::from(p)
+}
+
+/// Keeps the `keep` newest `<revision>.yaml` files of `dir`.
+fn prune_versions(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut found: Vec<(i64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rev = name.strip_suffix(".yaml")?.parse().ok()?;
+            Some((rev, e.path()))
+        })
+        .collect();
+    found.sort();
+    let excess = found.len().saturating_sub(keep);
+    for (_, p) in found.into_iter().take(excess) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new
+/// content: temporary file in the same directory, fsync, rename, fsync of
+/// the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

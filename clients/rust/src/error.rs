@@ -103,7 +103,7 @@ fn describe(s: &tonic::Status) -> String {
             }
         }
     }
-    for r in err.referrers() {
+    for r in err.referrers().into_iter().filter(|r| !s.message().contains(r.as_str())) {
         out.push_str(&format!("\n  referred to by {r}"));
     }
     if s.code() == Code::Unauthenticated {
@@ -138,10 +138,13 @@ mod tests {
             "route `api` (routes[0].upstream_id)",
             "refers to it",
         )]);
-        let s = tonic::Status::with_error_details(Code::FailedPrecondition, "still referred to", details);
+        let s = tonic::Status::with_error_details(Code::FailedPrecondition, "still referred to by 1", details);
         let e = Error::Status(s);
         assert_eq!(e.referrers(), ["route `api` (routes[0].upstream_id)"]);
-        assert_eq!(e.to_string(), "refused: still referred to\n  referred to by route `api` (routes[0].upstream_id)");
+        assert_eq!(
+            e.to_string(),
+            "refused: still referred to by 1\n  referred to by route `api` (routes[0].upstream_id)"
+        );
     }
 
     #[test]

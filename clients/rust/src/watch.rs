@@ -54,10 +54,49 @@ pub struct Watch {
     stream: Option<tonic::Streaming<v1::Event>>,
     backoff: Backoff,
     delay: Duration,
-    /// Revision of the last resource event returned, and the ids of the
-    /// events returned at that revision.
+    resume: Resume,
+}
+
+/// Where to resume: the revision of the last resource event returned, and
+/// the ids of the events returned at that revision.
+#[derive(Default)]
+struct Resume {
     last: i64,
     seen: HashSet<String>,
+}
+
+impl Resume {
+    /// The event if it was not returned yet, and whether the stream must be
+    /// opened again (after `resync_required`).
+    fn accept(&mut self, event: v1::Event) -> (Option<v1::Event>, bool) {
+        match &event.payload {
+            Some(v1::event::Payload::Resource(_)) => {
+                if event.revision < self.last || (event.revision == self.last && self.seen.contains(&event.id)) {
+                    return (None, false);
+                }
+                if event.revision > self.last {
+                    self.last = event.revision;
+                    self.seen.clear();
+                }
+                self.seen.insert(event.id.clone());
+                (Some(event), false)
+            }
+            Some(v1::event::Payload::ResyncRequired(r)) => {
+                let partly_seen = !self.seen.is_empty();
+                self.seen.clear();
+                if r.oldest_revision == self.last + 1 && partly_seen {
+                    // The history starts right after the revision we were
+                    // reading (a restarted gateway keeps none): every later
+                    // change is still there, so carry on from it quietly.
+                    self.last = r.oldest_revision;
+                    return (None, true);
+                }
+                self.last = r.current_revision + 1;
+                (Some(event), true)
+            }
+            _ => (Some(event), false),
+        }
+    }
 }
 
 impl Watch {
@@ -65,8 +104,8 @@ impl Watch {
     /// store's revision, so that a reconnection before the first event still
     /// misses nothing.
     pub fn new(client: Client, request: v1::WatchRequest, backoff: Backoff) -> Watch {
-        let last = request.start_revision;
-        Watch { client, request, stream: None, backoff, delay: backoff.initial, last, seen: HashSet::new() }
+        let resume = Resume { last: request.start_revision, seen: HashSet::new() };
+        Watch { client, request, stream: None, backoff, delay: backoff.initial, resume }
     }
 
     /// The next event, or the report of a reconnection. Errors that a retry
@@ -82,7 +121,11 @@ impl Watch {
             match stream.message().await {
                 Ok(Some(event)) => {
                     self.delay = self.backoff.initial;
-                    if let Some(event) = self.accept(event) {
+                    let (event, reopen) = self.resume.accept(event);
+                    if reopen {
+                        self.stream = None;
+                    }
+                    if let Some(event) = event {
                         return Ok(WatchItem::Event(event));
                     }
                 }
@@ -100,39 +143,16 @@ impl Watch {
     }
 
     async fn open(&mut self) -> Result<(), Error> {
-        if self.last == 0 {
+        if self.resume.last == 0 {
             // Start live, but from a known revision.
             let status = self.client.node_status().await?;
             let current = status.store.map(|s| s.revision).unwrap_or(0).max(status.applied_revision);
-            self.last = current + 1;
+            self.resume.last = current + 1;
         }
         let mut request = self.request.clone();
-        request.start_revision = self.last;
+        request.start_revision = self.resume.last;
         self.stream = Some(self.client.events.watch(request).await?.into_inner());
         Ok(())
-    }
-
-    /// Drops what was already returned; records what is returned.
-    fn accept(&mut self, event: v1::Event) -> Option<v1::Event> {
-        match &event.payload {
-            Some(v1::event::Payload::Resource(_)) => {
-                if event.revision < self.last || (event.revision == self.last && self.seen.contains(&event.id)) {
-                    return None;
-                }
-                if event.revision > self.last {
-                    self.last = event.revision;
-                    self.seen.clear();
-                }
-                self.seen.insert(event.id.clone());
-            }
-            Some(v1::event::Payload::ResyncRequired(r)) => {
-                self.last = r.current_revision + 1;
-                self.seen.clear();
-                self.stream = None;
-            }
-            _ => {}
-        }
-        Some(event)
     }
 
     async fn retry(&mut self, error: Error) -> Result<WatchItem, Error> {
@@ -163,5 +183,45 @@ impl Client {
     /// default backoff. See [`Watch`].
     pub fn watch(&self, request: v1::WatchRequest) -> Watch {
         Watch::new(self.clone(), request, Backoff::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(id: &str, revision: i64) -> v1::Event {
+        let payload = v1::event::Payload::Resource(v1::ResourceEvent::default());
+        v1::Event { id: id.into(), revision, payload: Some(payload), ..Default::default() }
+    }
+
+    fn resync(oldest: i64, current: i64) -> v1::Event {
+        let r = v1::ResyncRequired { oldest_revision: oldest, current_revision: current };
+        v1::Event { payload: Some(v1::event::Payload::ResyncRequired(r)), ..Default::default() }
+    }
+
+    #[test]
+    fn a_replay_after_reconnecting_drops_the_events_already_returned() {
+        let mut r = Resume { last: 5, ..Default::default() };
+        assert!(r.accept(resource("a", 4)).0.is_none(), "before the start");
+        assert!(r.accept(resource("b", 5)).0.is_some());
+        // The stream breaks inside revision 5; the replay from 5 repeats b.
+        assert!(r.accept(resource("b", 5)).0.is_none());
+        assert!(r.accept(resource("c", 5)).0.is_some(), "the rest of revision 5");
+        assert!(r.accept(resource("d", 6)).0.is_some());
+        assert_eq!(r.last, 6);
+    }
+
+    #[test]
+    fn a_resync_right_after_the_last_revision_resumes_quietly_otherwise_it_is_reported() {
+        let mut r = Resume { last: 6, ..Default::default() };
+        assert!(r.accept(resource("a", 6)).0.is_some());
+        assert_eq!(r.accept(resync(7, 6)).0.map(|e| e.id), None);
+        assert_eq!(r.last, 7);
+        // Asked from 7 (nothing seen there yet), 7 is gone: reported.
+        assert!(r.accept(resync(8, 9)).0.is_some());
+        let (event, reopen) = r.accept(resync(20, 25));
+        assert!(event.is_some() && reopen);
+        assert_eq!(r.last, 26);
     }
 }

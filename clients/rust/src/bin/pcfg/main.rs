@@ -415,7 +415,7 @@ async fn apply(
             return Ok(Exit::Invalid);
         }
     };
-    let plan = client.apply(config.clone(), revision.unwrap_or(0), true).await.map_err(stale)?;
+    let plan = client.apply(config.clone(), revision.unwrap_or(0), true).await?;
     let diff = plan.diff.unwrap_or_default();
     print!("{}", output::diff(&diff, style));
     if diff.changes.is_empty() {

@@ -31,7 +31,7 @@ impl Default for Backoff {
 pub enum WatchItem {
     /// An event. After `resync_required`, the watch resumes from the store's
     /// current revision: changes in between were not seen.
-    Event(v1::Event),
+    Event(Box<v1::Event>),
     /// The stream broke (or could not start); the watch waited `delay` and
     /// reconnects at the next call.
     Reconnecting {
@@ -126,7 +126,7 @@ impl Watch {
                         self.stream = None;
                     }
                     if let Some(event) = event {
-                        return Ok(WatchItem::Event(event));
+                        return Ok(WatchItem::Event(Box::new(event)));
                     }
                 }
                 Ok(None) => {

@@ -80,10 +80,10 @@ pub fn load_for_apply(path: &Path) -> Result<v1::Config, Report> {
     let Ok(tree) = pingora_config_rules::parse_yaml(&src) else { return Err(report) };
     let mut placeholders = Vec::new();
     redacted_paths(&tree.to_json(), String::new(), &mut placeholders);
-    if report.violations.iter().all(|v| placeholders.contains(&v.path)) {
-        if let Ok(c) = v1::Config::deserialize(&tree) {
-            return Ok(c);
-        }
+    if report.violations.iter().all(|v| placeholders.contains(&v.path))
+        && let Ok(c) = v1::Config::deserialize(&tree)
+    {
+        return Ok(c);
     }
     let violations = report.violations.into_iter().filter(|v| !placeholders.contains(&v.path)).collect();
     Err(Report { origin: report.origin, violations })

@@ -26,11 +26,14 @@ impl Style {
     }
 }
 
+/// A table column: its header, and its cell from a resource's proto-JSON.
+type Column = (&'static str, fn(&Value) -> String);
+
 /// Columns shown by `list` and `get` in a table, per kind.
-fn columns(kind: Kind) -> Vec<(&'static str, fn(&Value) -> String)> {
-    let id: (&str, fn(&Value) -> String) =
+fn columns(kind: Kind) -> Vec<Column> {
+    let id: Column =
         (if kind == Kind::Consumer { "USERNAME" } else { "ID" }, |v| text(v.get("id").or_else(|| v.get("username"))));
-    let plugins: (&str, fn(&Value) -> String) = ("PLUGINS", |v| keys(v.get("plugins")));
+    let plugins: Column = ("PLUGINS", |v| keys(v.get("plugins")));
     let mut cols = vec![id];
     match kind {
         Kind::Route => {

@@ -32,12 +32,12 @@ pub enum WatchItem {
     /// An event. After `resync_required`, the watch resumes from the store's
     /// current revision: changes in between were not seen.
     Event(Box<v1::Event>),
-    /// The stream broke (or could not start); the watch waited `delay` and
-    /// reconnects at the next call.
+    /// The stream broke (or could not start); the next call waits `delay`,
+    /// then reconnects.
     Reconnecting {
         /// Why.
         error: Error,
-        /// How long it waited.
+        /// How long the next call waits before reconnecting.
         delay: Duration,
     },
 }
@@ -54,6 +54,8 @@ pub struct Watch {
     stream: Option<tonic::Streaming<v1::Event>>,
     backoff: Backoff,
     delay: Duration,
+    /// The wait before the next connection attempt, after a failure.
+    pending: Option<Duration>,
     resume: Resume,
 }
 
@@ -105,17 +107,20 @@ impl Watch {
     /// misses nothing.
     pub fn new(client: Client, request: v1::WatchRequest, backoff: Backoff) -> Watch {
         let resume = Resume { last: request.start_revision, seen: HashSet::new() };
-        Watch { client, request, stream: None, backoff, delay: backoff.initial, resume }
+        Watch { client, request, stream: None, backoff, delay: backoff.initial, pending: None, resume }
     }
 
     /// The next event, or the report of a reconnection. Errors that a retry
     /// cannot cure (authentication, a bad request) end the watch.
     pub async fn next(&mut self) -> Result<WatchItem, Error> {
+        if let Some(delay) = self.pending.take() {
+            tokio::time::sleep(delay).await;
+        }
         loop {
             let Some(stream) = self.stream.as_mut() else {
                 match self.open().await {
                     Ok(()) => continue,
-                    Err(error) => return self.retry(error).await,
+                    Err(error) => return self.retry(error),
                 }
             };
             match stream.message().await {
@@ -132,11 +137,11 @@ impl Watch {
                 Ok(None) => {
                     self.stream = None;
                     let error = Error::Status(tonic::Status::unavailable("the gateway ended the stream"));
-                    return self.retry(error).await;
+                    return self.retry(error);
                 }
                 Err(status) => {
                     self.stream = None;
-                    return self.retry(Error::Status(status)).await;
+                    return self.retry(Error::Status(status));
                 }
             }
         }
@@ -155,7 +160,7 @@ impl Watch {
         Ok(())
     }
 
-    async fn retry(&mut self, error: Error) -> Result<WatchItem, Error> {
+    fn retry(&mut self, error: Error) -> Result<WatchItem, Error> {
         let retryable = matches!(
             error.code(),
             Some(
@@ -173,7 +178,7 @@ impl Watch {
         }
         let delay = self.delay.mul_f64(0.5 + fastrand::f64() / 2.0);
         self.delay = (self.delay * 2).min(self.backoff.max);
-        tokio::time::sleep(delay).await;
+        self.pending = Some(delay);
         Ok(WatchItem::Reconnecting { error, delay })
     }
 }

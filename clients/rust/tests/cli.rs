@@ -323,6 +323,16 @@ fn an_unreachable_gateway_exits_5() {
     assert!(out.stderr.starts_with("pcfg: cannot connect to 127.0.0.1:"), "{}", out.stderr);
 }
 
+/// A `pcfg watch` process, killed when dropped (a failed test included).
+struct Watcher(Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Lines of a running `pcfg watch`, read on a thread.
 fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -344,13 +354,14 @@ fn next_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
 #[test]
 fn watch_prints_a_change_made_by_another_client_and_resumes_after_the_gateway_restarts() {
     let mut gw = Gateway::start(BASE);
-    let mut watch = gw
-        .pcfg(&["watch", "--events", "resource"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("watch");
-    let rx = lines_of(&mut watch);
+    let mut watch = Watcher(
+        gw.pcfg(&["watch", "--events", "resource"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watch"),
+    );
+    let rx = lines_of(&mut watch.0);
     // Let the watch subscribe before the change.
     thread::sleep(Duration::from_millis(700));
 
@@ -361,17 +372,17 @@ fn watch_prints_a_change_made_by_another_client_and_resumes_after_the_gateway_re
     assert!(line.ends_with("upstream orders updated"), "{line}");
 
     // `-o json`: one proto-JSON event per line, replayed from a revision.
-    let mut child = gw
-        .pcfg(&["watch", "--from-revision", "2", "-o", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pcfg watch starts");
-    let json_lines = lines_of(&mut child);
+    let mut replay = Watcher(
+        gw.pcfg(&["watch", "--from-revision", "2", "-o", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pcfg watch starts"),
+    );
+    let json_lines = lines_of(&mut replay.0);
     let first: serde_json::Value = serde_json::from_str(&next_line(&json_lines, "the replay")).expect("a JSON line");
     assert_eq!((&first["revision"], &first["resource"]["id"]), (&serde_json::json!("2"), &serde_json::json!("orders")));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(replay);
 
     // The gateway restarts; the watch reconnects by itself and prints the
     // next change.
@@ -380,9 +391,6 @@ fn watch_prints_a_change_made_by_another_client_and_resumes_after_the_gateway_re
     assert_eq!(gw.run(&["delete", "route", "hello"]).code, 0);
     let line = next_line(&rx, "the deletion after the restart");
     assert!(line.contains(" rev=3 ") && line.ends_with("route hello deleted"), "{line}");
-
-    let _ = watch.kill();
-    let _ = watch.wait();
 }
 
 #[test]
@@ -423,4 +431,54 @@ fn usage_errors_exit_1_help_exits_0_and_completions_are_generated() {
     let bash = run(pcfg_offline(&["completions", "bash"]));
     assert_eq!(bash.code, 0);
     assert!(bash.stdout.contains("_pcfg()"), "{}", bash.stdout);
+}
+
+/// `pcfg` on a pseudo-terminal (util-linux `script`), answering `answer`
+/// at the prompt.
+fn on_a_terminal(gw: &Gateway, args: &str, answer: &str) -> Option<Output> {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to give pcfg a terminal");
+        return None;
+    }
+    let line = format!("{} {args}", env!("CARGO_BIN_EXE_pcfg"));
+    // The environment `pcfg` gets in the other tests, colour allowed.
+    let env = gw.pcfg(&[]);
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in env.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.env_remove("NO_COLOR").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("script runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        // Give pcfg the time to print the diff and ask.
+        thread::sleep(Duration::from_millis(1500));
+        let _ = stdin.write_all(answer.as_bytes());
+    }
+    let out = child.wait_with_output().expect("script ends");
+    Some(Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+#[test]
+fn on_a_terminal_apply_asks_first_and_colours_the_diff() {
+    let gw = Gateway::start(BASE);
+    let file = gw.file("new.yaml", &BASE.replace("port: 1 }", "port: 2 }"));
+    let Some(out) = on_a_terminal(&gw, &format!("apply -f {file}"), "n\n") else { return };
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("\x1b[33m~ upstream orders\x1b[0m"), "{:?}", out.stdout);
+    assert!(out.stdout.contains("Apply these changes to 127.0.0.1:"), "{:?}", out.stdout);
+    assert!(out.stdout.contains("Not applied."), "{:?}", out.stdout);
+    assert_eq!(gw.run(&["apply", "-f", &file, "--dry-run"]).stdout.lines().next(), Some("~ upstream orders"));
+
+    let Some(out) = on_a_terminal(&gw, &format!("apply -f {file}"), "y\n") else { return };
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Applied: revision 2."), "{:?}", out.stdout);
 }

@@ -490,7 +490,7 @@ async fn watch(
                 }
             }
             WatchItem::Reconnecting { error, delay } => {
-                eprintln!("pcfg: watch interrupted ({error}); reconnected after {delay:.1?}");
+                eprintln!("pcfg: watch interrupted ({error}); reconnecting in {delay:.1?}");
             }
         }
     }

@@ -65,6 +65,7 @@ test: check-gen lint check-breaking test-rust test-go test-ts
 ## Check the example configs with the same rules the gateway applies.
 validate:
 	$(CARGO) run -q -p pingora-config-gateway --bin gateway -- validate examples/config.yaml examples/full.yaml
+	$(CARGO) run -q -p pingora-config-gateway --bin gateway -- validate --kind bootstrap examples/gateway.yaml
 
 ## The gateway on its default config: HTTP on 127.0.0.1:9080, file store
 ## examples/config.yaml (edit it while it runs: changes are live).

@@ -50,6 +50,10 @@ enum Command {
         /// The socket used to hand listeners over on upgrade.
         #[arg(long)]
         upgrade_sock: Option<String>,
+        /// Address of the management API (gRPC, grpc-web, metrics), instead
+        /// of the bootstrap's `admin.address` (default 127.0.0.1:9180).
+        #[arg(long)]
+        admin_address: Option<String>,
     },
     /// Check config files; print "ok" or every error, exit 0 or 1.
     Validate {
@@ -73,8 +77,8 @@ enum Kind {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { kind, files } => validate(kind, &files),
-        Command::Run { bootstrap, config, upgrade, pid_file, upgrade_sock } => {
-            run(bootstrap, config, upgrade, pid_file, upgrade_sock)
+        Command::Run { bootstrap, config, upgrade, pid_file, upgrade_sock, admin_address } => {
+            run(bootstrap, config, upgrade, pid_file, upgrade_sock, admin_address)
         }
     }
 }
@@ -85,6 +89,7 @@ fn run(
     upgrade: bool,
     pid_file: Option<String>,
     upgrade_sock: Option<String>,
+    admin_address: Option<String>,
 ) -> ExitCode {
     let boot = match &bootstrap {
         Some(path) => match pingora_config::load_file::<v1::Bootstrap>(path) {
@@ -113,7 +118,10 @@ fn run(
         eprintln!("gateway run: give --config, or a bootstrap whose store is a file");
         return ExitCode::FAILURE;
     };
-    let boot = boot.unwrap_or_else(|| gateway::server::default_bootstrap(&config));
+    let mut boot = boot.unwrap_or_else(|| gateway::server::default_bootstrap(&config));
+    if let Some(address) = admin_address {
+        boot.admin.get_or_insert_with(Default::default).address = address;
+    }
     let options = gateway::server::RunOptions { config, upgrade, pid_file, upgrade_sock };
     match gateway::server::run(boot, options) {
         Ok(()) => ExitCode::SUCCESS,

@@ -4191,8 +4191,10 @@ pub mod event {
         #[prost(message, tag = "12")]
         Node(super::NodeEvent),
         /// The requested `start_revision` is older than the history the store
-        /// keeps. Sent alone, then the stream ends: list again and watch from the
-        /// listing's `revision + 1`.
+        /// keeps, or the watcher read too slowly to keep up. Sent alone, then the
+        /// stream ends: list again and watch from the listing's `revision + 1`.
+        /// The file store keeps the last 10000 resource events in memory, since
+        /// the gateway started: after a restart only newer revisions replay.
         #[prost(message, tag = "13")]
         ResyncRequired(super::ResyncRequired),
     }

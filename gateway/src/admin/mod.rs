@@ -36,6 +36,39 @@ use tokio::sync::{broadcast, watch};
 use crate::admin::auth::{AuthState, Keys};
 use crate::admin::write::Writer;
 
+/// The admin metrics, in the default registry ([`crate::metrics::render`]).
+pub mod metrics {
+    use std::sync::OnceLock;
+
+    /// `pingora_config_store_revision`: the store revision this node applied.
+    pub fn revision() -> &'static prometheus::IntGauge {
+        static G: OnceLock<prometheus::IntGauge> = OnceLock::new();
+        G.get_or_init(|| {
+            let name = "pingora_config_store_revision";
+            let help = "Store revision of the config this node runs.";
+            prometheus::register_int_gauge!(name, help)
+                .or_else(|_| prometheus::IntGauge::new(name, help))
+                .unwrap_or_else(|_| unreachable!("a valid metric name"))
+        })
+    }
+
+    /// `pingora_config_admin_writes_total{outcome}`: writes through the
+    /// management API by outcome (`applied`, `unchanged`, `rejected`,
+    /// `aborted`, `failed`).
+    pub fn writes() -> &'static prometheus::IntCounterVec {
+        static C: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
+        C.get_or_init(|| {
+            let opts = prometheus::Opts::new(
+                "pingora_config_admin_writes_total",
+                "Writes through the management API, by outcome.",
+            );
+            prometheus::register_int_counter_vec!(opts.clone(), &["outcome"])
+                .or_else(|_| prometheus::IntCounterVec::new(opts, &["outcome"]))
+                .unwrap_or_else(|_| unreachable!("a valid metric name"))
+        })
+    }
+}
+
 /// The default admin address.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9180";
 
@@ -47,6 +80,8 @@ pub struct Settings {
     /// `None`: no metrics endpoint.
     pub metrics_path: Option<String>,
     pub node_id: String,
+    /// `admin.tls`: the certificate served and the client CA (mutual TLS).
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Settings {
@@ -62,9 +97,22 @@ impl Settings {
                  reach it could change the config. Add an API key, or listen on 127.0.0.1"
             ));
         }
-        if admin.tls.is_some() {
-            return Err("admin.tls is not supported yet: terminate TLS in front of the admin listener".into());
-        }
+        let tls = match &admin.tls {
+            None => None,
+            Some(t) => {
+                let cert = t.certificate.clone().unwrap_or_default();
+                let mut config = tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(&cert.cert, &cert.key));
+                if !t.client_ca.is_empty() {
+                    config = config.client_ca_root(tonic::transport::Certificate::from_pem(&t.client_ca));
+                }
+                // Built once here so that a bad certificate fails the start.
+                tonic::transport::Server::builder()
+                    .tls_config(config.clone())
+                    .map_err(|e| format!("admin.tls: {e}: {:?}", std::error::Error::source(&e)))?;
+                Some(config)
+            }
+        };
         let metrics = bootstrap.metrics.clone().unwrap_or_default();
         let metrics_path = if metrics.enabled.unwrap_or(true) {
             Some(if metrics.path.is_empty() { "/metrics".to_owned() } else { metrics.path })
@@ -78,6 +126,7 @@ impl Settings {
             cors_allowed_origins: admin.cors_allowed_origins,
             metrics_path,
             node_id,
+            tls,
         })
     }
 }
@@ -248,11 +297,20 @@ impl BackgroundService for Admin {
                 // Upgrade: the old process lets the address go when it
                 // starts handing over.
                 let mut stop = stop_rx.clone();
+                let since = std::time::Instant::now();
+                let mut warned = false;
                 loop {
                     match bind(self.settings.address) {
                         Ok(l) => break l,
                         Err(_) if *stop.borrow() => return,
-                        Err(_) => {
+                        Err(e) => {
+                            if !warned && since.elapsed() > Duration::from_secs(10) {
+                                warned = true;
+                                log::warn!(
+                                    "admin listener {}: still cannot bind ({e}); retrying",
+                                    self.settings.address
+                                );
+                            }
                             tokio::select! {
                                 _ = stop.changed() => return,
                                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
@@ -277,10 +335,21 @@ impl BackgroundService for Admin {
             }
         };
         tokio::spawn(services::watch_health(self.writer.clone(), stop_rx.clone()));
-        log::info!("admin API (gRPC, grpc-web) listening on {}", self.settings.address);
         let mut stop = stop_rx;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &self.settings.tls {
+            server = match server.tls_config(tls.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("admin listener: TLS: {e}");
+                    return;
+                }
+            };
+        }
+        let scheme = if self.settings.tls.is_some() { "https" } else { "http" };
+        log::info!("admin API (gRPC, grpc-web) at {scheme}://{}", self.settings.address);
+        let served = server
             .accept_http1(true)
             .layer(self.cors())
             .add_routes(routes)

@@ -17,7 +17,8 @@
 //!   matches the file is taken as is; otherwise (the file was edited while
 //!   the gateway was down, or it crashed between the two renames) the
 //!   revision is bumped once and only resources whose content hash differs
-//!   get the new revision. No sidecar: revision 1 for everything.
+//!   get the new revision. No sidecar: revision 1 for everything. Starting
+//!   writes nothing, so the same files give the same revisions every time.
 //! - The file watcher compares the text it reads with the text last applied,
 //!   so our own writes are not applied twice; an edit by hand is a new
 //!   revision like any write (without an update time).
@@ -258,6 +259,11 @@ impl EventLog {
         }
     }
 
+    /// How many watchers follow the live feed.
+    pub fn watchers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Sends an event that is not replayed (health, node).
     pub fn send_live(&self, event: v1::Event) {
         let _ = self.tx.send(Arc::new(event));
@@ -336,6 +342,7 @@ impl FileConfigStore {
         config: Arc<v1::Config>,
         node_id: String,
     ) -> FileConfigStore {
+        remove_stale_temp_files(&path);
         let sidecar: Option<Sidecar> =
             std::fs::read(sidecar_path(&path)).ok().and_then(|b| serde_json::from_slice(&b).ok());
         let current = resources(&config);
@@ -376,7 +383,10 @@ impl FileConfigStore {
         };
         let hash = json::config_hash(&config);
         let stored = Arc::new(Stored { config, revision, metas, hash, applied_time: SystemTime::now() });
-        let store = FileConfigStore {
+        crate::admin::metrics::revision().set(revision);
+        // Nothing is written until something changes: the same files give
+        // the same revisions at every start.
+        FileConfigStore {
             path,
             keep_versions,
             live,
@@ -384,11 +394,7 @@ impl FileConfigStore {
             history: Mutex::new(VecDeque::from([stored.clone()])),
             events: EventLog::new(node_id, revision),
             last_error: Mutex::new(None),
-        };
-        if let Err(e) = store.write_sidecar(&stored, &text) {
-            log::warn!("file store: cannot write {}: {e}", sidecar_path(&store.path).display());
         }
-        store
     }
 
     /// The text last applied or written (the watcher skips a file equal to it).
@@ -427,6 +433,7 @@ impl FileConfigStore {
         state.text = text;
         self.remember(stored);
         self.events.record(revision, &changes);
+        crate::admin::metrics::revision().set(revision);
         true
     }
 
@@ -481,7 +488,12 @@ impl FileConfigStore {
             prune_versions(&dir, self.keep_versions as usize);
         }
         write_atomic(&self.path, text.as_bytes())?;
-        self.write_sidecar(stored, text)
+        // The config is written: a sidecar that cannot be must not turn the
+        // write into an error (the next start derives the revisions).
+        if let Err(e) = self.write_sidecar(stored, text) {
+            log::warn!("file store: cannot write {}: {e}", sidecar_path(&self.path).display());
+        }
+        Ok(())
     }
 }
 
@@ -558,6 +570,7 @@ impl FileConfigStore {
         state.stored = stored.clone();
         self.remember(stored.clone());
         self.events.record(revision, &changes);
+        crate::admin::metrics::revision().set(revision);
         Ok(stored)
     }
 }
@@ -572,6 +585,20 @@ fn versions_dir(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".versions");
     PathBuf::from(p)
+}
+
+/// Removes the temporary files a crash in the middle of a write left.
+fn remove_stale_temp_files(path: &Path) {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefixes = [format!(".{name}.tmp-"), format!(".{name}.state.json.tmp-")];
+    for e in entries.filter_map(|e| e.ok()) {
+        let file = e.file_name().to_string_lossy().into_owned();
+        if prefixes.iter().any(|p| file.starts_with(p.as_str())) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Keeps the `keep` newest `<revision>.yaml` files of `dir`.
@@ -611,4 +638,80 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Timeouts;
+
+    fn config(weight: u32, extra: bool) -> v1::Config {
+        let mut text =
+            format!("upstreams:\n  - {{ id: a, nodes: [{{ host: 127.0.0.1, port: 1, weight: {weight} }}] }}\n");
+        if extra {
+            text.push_str("  - { id: b, nodes: [{ host: 127.0.0.1, port: 2 }] }\n");
+        }
+        match pingora_config::load_str::<v1::Config>(&text, "test") {
+            Ok((c, _)) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn snapshot(c: &v1::Config) -> Snapshot {
+        match Snapshot::build(c.clone(), Timeouts::DEFAULT, None) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn open(path: &Path) -> Arc<FileConfigStore> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let c = match pingora_config::load_str::<v1::Config>(&text, "test") {
+            Ok((c, _)) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let live = Arc::new(Live::new(snapshot(&c)));
+        Arc::new(FileConfigStore::open(path.to_path_buf(), 2, live, text, Arc::new(c), "n".into()))
+    }
+
+    #[tokio::test]
+    async fn revisions_follow_the_file_across_restarts_and_versions_are_pruned() {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, json::to_yaml(&config(1, true))).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join(".config.yaml.tmp-999"), "half a write").unwrap_or_else(|e| panic!("{e}"));
+        let store = open(&path);
+        assert_eq!(store.revision(), 1);
+        assert!(!dir.path().join(".config.yaml.tmp-999").exists());
+        for w in 2..=5 {
+            let c = config(w, true);
+            let base = store.revision();
+            assert!(ConfigStore::commit(&store, base, c.clone(), snapshot(&c)).await.is_ok());
+        }
+        assert!(matches!(
+            ConfigStore::commit(&store, 1, config(9, true), snapshot(&config(9, true))).await,
+            Err(CommitError::Stale { current: 5 })
+        ));
+        let kept: Vec<_> = std::fs::read_dir(versions_dir(&path)).map(|d| d.count()).into_iter().collect();
+        assert_eq!(kept, [2]);
+        let a = (v1::resource::Kind::Upstream, "a".to_owned());
+        let b = (v1::resource::Kind::Upstream, "b".to_owned());
+        let before = store.current().metas.clone();
+        assert_eq!((before[&a].revision, before[&b].revision, before[&a].create_revision), (5, 1, 1));
+
+        // Same files: same revisions.
+        let again = open(&path);
+        assert_eq!((again.revision(), &again.current().metas), (5, &before));
+
+        // Edited while stopped: one new revision, for what changed only.
+        std::fs::write(&path, json::to_yaml(&config(5, false))).unwrap_or_else(|e| panic!("{e}"));
+        let edited = open(&path);
+        let metas = edited.current().metas.clone();
+        assert_eq!(edited.revision(), 6);
+        assert_eq!(metas[&a], before[&a]);
+        assert!(!metas.contains_key(&b));
+    }
 }

@@ -42,6 +42,23 @@ impl Writer {
     where
         F: FnOnce(&Stored) -> Result<v1::Config, Status>,
     {
+        let result = self.write_serialized(change).await;
+        let outcome = match &result {
+            Ok(w) if w.before.revision == w.after.revision => "unchanged",
+            Ok(_) => "applied",
+            Err(s) if s.code() == Code::Aborted => "aborted",
+            Err(s) if matches!(s.code(), Code::InvalidArgument | Code::FailedPrecondition) => "rejected",
+            Err(s) if matches!(s.code(), Code::NotFound | Code::AlreadyExists) => "rejected",
+            Err(_) => "failed",
+        };
+        crate::admin::metrics::writes().with_label_values(&[outcome]).inc();
+        result
+    }
+
+    async fn write_serialized<F>(&self, change: F) -> Result<Written, Status>
+    where
+        F: FnOnce(&Stored) -> Result<v1::Config, Status>,
+    {
         let _serial = self.lock.lock().await;
         let before = self.store.current();
         let config = change(&before)?;

@@ -491,6 +491,8 @@ fn api_keys_and_roles() {
     // Metrics need no key either.
     let m = get(&client(), &format!("{}/metrics", gw.admin_url()), &[]);
     assert_eq!((m.status, m.header("content-type").as_str()), (200, "text/plain; version=0.0.4"));
+    assert!(m.body.contains("pingora_config_admin_writes_total{outcome=\"applied\"} 2"), "{}", m.body);
+    assert!(m.body.contains("pingora_config_store_revision 3"), "{}", m.body);
 }
 
 #[test]
@@ -875,6 +877,8 @@ fn revisions_survive_a_restart_and_hand_edits_are_revisions_too() {
         assert_eq!(r.meta.expect("meta"), rev_r);
         // An edit by hand: the watcher applies it as the next revision, and
         // only the resource that changed gets it.
+        let watch = v1::WatchRequest { start_revision: rev_u.revision + 1, ..Default::default() };
+        let mut events = api.ev.watch(watch).await.expect("watch").into_inner();
         let p = up.port();
         gw.write_config(&format!(
             "{}  - {{ id: k, nodes: [{{ host: 127.0.0.1, port: {p} }}] }}\n  - {{ id: hand, nodes: [{{ host: 127.0.0.1, port: {p} }}] }}\n",
@@ -893,56 +897,61 @@ fn revisions_survive_a_restart_and_hand_edits_are_revisions_too() {
         assert!(meta.update_time.is_none());
         let e = api.res.get_upstream(v1::GetUpstreamRequest { id: "k".into() }).await.expect("get").into_inner();
         assert_eq!(e.meta.expect("meta"), rev_u);
+        // Watchers see the edit like any write.
+        let got = next_event(&mut events).await;
+        assert_eq!(resource(&got), (meta.revision, "hand".into(), v1::resource_event::Type::Put as i32));
     });
+}
+
+/// Updates upstream `u` with weights `first..` as fast as it can, logging
+/// each weight before it is sent, until a call fails (the gateway died).
+fn write_weights(url: String, port: u16, first: u32, log: std::sync::Arc<std::sync::Mutex<Vec<Option<u32>>>>) {
+    rt().block_on(async {
+        let ch = Channel::from_shared(url).expect("url").connect().await.expect("connect");
+        let mut res = ResourceServiceClient::new(ch);
+        for w in first.. {
+            let Ok(e) = res.get_upstream(v1::GetUpstreamRequest { id: "u".into() }).await else { break };
+            let mut u = upstream("u", port);
+            u.nodes[0].weight = Some(w);
+            log.lock().expect("lock").push(Some(w));
+            let rev = e.into_inner().meta.expect("m").revision;
+            let req = v1::UpdateUpstreamRequest { upstream: Some(u), expected_revision: rev };
+            if res.update_upstream(req).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 #[test]
 fn a_crash_in_the_middle_of_writes_leaves_a_whole_file() {
     let up = Upstream::start("origin");
     let mut gw = start(&up, "");
-    let (port, url) = (up.port(), gw.admin_url());
     let written = std::sync::Arc::new(std::sync::Mutex::new(vec![None]));
-    let log = written.clone();
-    // Writes as fast as they go, from another thread, until the gateway dies.
-    let writer = std::thread::spawn(move || {
+    // SIGKILL three times at different moments of a stream of writes.
+    for (round, after_ms) in [(0u32, 350u64), (1, 500), (2, 650)] {
+        let (log, url, port) = (written.clone(), gw.admin_url(), up.port());
+        let writer = std::thread::spawn(move || write_weights(url, port, 1 + round * 100_000, log));
+        std::thread::sleep(Duration::from_millis(after_ms));
+        gw.kill();
+        writer.join().expect("writer");
+        let text = std::fs::read_to_string(&gw.config).expect("config");
+        let (config, _) =
+            pingora_config::load_str::<v1::Config>(&text, "config.yaml").expect("the file parses after a crash");
+        let weight = config.upstreams[0].nodes[0].weight;
+        let written = written.lock().expect("lock").clone();
+        assert!(written.len() > 3, "only {} writes", written.len());
+        assert!(written.contains(&weight), "round {round}: weight {weight:?} was never written");
+        assert_eq!(config.routes.len(), 1);
+        // The gateway starts on it and serves what the file says.
+        gw.restart();
+        gw.wait_admin();
         rt().block_on(async {
-            let ch = Channel::from_shared(url).expect("url").connect().await.expect("connect");
-            let mut res = ResourceServiceClient::new(ch);
-            for w in 1..100_000u32 {
-                let Ok(e) = res.get_upstream(v1::GetUpstreamRequest { id: "u".into() }).await else { break };
-                let mut u = upstream("u", port);
-                u.nodes[0].weight = Some(w);
-                log.lock().expect("lock").push(Some(w));
-                let rev = e.into_inner().meta.expect("m").revision;
-                if res
-                    .update_upstream(v1::UpdateUpstreamRequest { upstream: Some(u), expected_revision: rev })
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })
-    });
-    std::thread::sleep(Duration::from_millis(800));
-    gw.kill();
-    writer.join().expect("writer");
-    let written = written.lock().expect("lock").clone();
-    let text = std::fs::read_to_string(&gw.config).expect("config");
-    let (config, _) =
-        pingora_config::load_str::<v1::Config>(&text, "config.yaml").expect("the file parses after a crash");
-    let weight = config.upstreams[0].nodes[0].weight;
-    assert!(written.len() > 3, "only {} writes", written.len());
-    assert!(written.contains(&weight), "weight {weight:?} was never written");
-    assert_eq!(config.routes.len(), 1);
-    // The gateway starts on it.
-    gw.restart();
-    gw.wait_admin();
-    rt().block_on(async {
-        let mut api = api(&gw, None).await;
-        let e = api.res.get_upstream(v1::GetUpstreamRequest { id: "u".into() }).await.expect("get").into_inner();
-        assert_eq!(e.upstream.expect("u").nodes[0].weight, weight);
-    });
+            let mut api = api(&gw, None).await;
+            let e = api.res.get_upstream(v1::GetUpstreamRequest { id: "u".into() }).await.expect("get").into_inner();
+            assert_eq!(e.upstream.expect("u").nodes[0].weight, weight);
+        });
+    }
 }
 
 #[test]
@@ -993,4 +1002,39 @@ fn a_graceful_upgrade_hands_the_admin_listener_over() {
     old.wait_for("the new process on the admin port", Duration::from_secs(10), || {
         started(&old).is_some_and(|t| t != before)
     });
+}
+
+#[test]
+fn the_admin_listener_serves_grpc_and_metrics_over_tls() {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    let up = Upstream::start("origin");
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("admin", &["localhost"]);
+    let extra = format!(
+        "{}  tls:\n    certificate:\n      cert: {}      key: {}",
+        keys(),
+        crate::harness::yaml_block(&cert, 8),
+        crate::harness::yaml_block(&key, 8)
+    );
+    let gw = start(&up, &extra);
+    rt().block_on(async {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca)).domain_name("localhost");
+        let ch = Channel::from_shared(format!("https://localhost:{}", gw.admin_port))
+            .expect("url")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connect over TLS");
+        let auth = Auth(Some(format!("Bearer {VIEWER_KEY}").parse().expect("metadata")));
+        let mut res = ResourceServiceClient::with_interceptor(ch, auth);
+        let list = res.list_routes(v1::ListRoutesRequest::default()).await.expect("list over TLS").into_inner();
+        assert_eq!(list.items.len(), 1);
+    });
+    let ca = reqwest::Certificate::from_pem(pki.ca.as_bytes()).expect("ca");
+    let c = reqwest::blocking::Client::builder().add_root_certificate(ca).build().expect("client");
+    let m = c.get(format!("https://localhost:{}/metrics", gw.admin_port)).send().expect("metrics over TLS");
+    assert_eq!(m.status(), 200);
+    // Plaintext is refused.
+    assert!(http_get_raw(gw.admin_port, "/metrics", "localhost").is_none_or(|(s, _)| s != 200));
 }

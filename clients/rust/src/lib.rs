@@ -13,6 +13,25 @@
 //!   resources that still refer to a deleted one.
 //!
 //! The messages are `pingora_config::v1`, the ones the gateway uses.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), pingora_config_client::Error> {
+//! use pingora_config_client::{Client, ConnectOptions, Kind};
+//!
+//! let options = ConnectOptions {
+//!     addr: "127.0.0.1:9180".into(),
+//!     api_key: Some("editor-key-0123456789abcdef".into()),
+//!     ..Default::default()
+//! };
+//! let mut client = Client::connect(&options).await?;
+//! for route in client.list(Kind::Route, &[], 0).await?.entries {
+//!     println!("{} at revision {}", route.id(), route.meta.revision);
+//! }
+//! // Refused while a route refers to it: `Error::referrers` names them.
+//! client.delete(Kind::Upstream, "orders", None).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod connect;
 mod error;

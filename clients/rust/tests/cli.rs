@@ -57,12 +57,17 @@ struct Gateway {
 
 impl Gateway {
     fn start(config: &str) -> Gateway {
+        Self::start_with(config, "")
+    }
+
+    /// With more YAML in the bootstrap's `admin` block (indented by 2).
+    fn start_with(config: &str, admin_extra: &str) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, admin) = (free_port(), free_port());
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let bootstrap = format!(
-            "threads: 1\nlisteners:\n  - {{ name: http, address: \"127.0.0.1:{port}\" }}\nstore:\n  file: {{ path: {}, watch_debounce: 0.05s }}\nshutdown: {{ graceful_timeout: 1s }}\nadmin:\n  address: \"127.0.0.1:{admin}\"\n  api_keys:\n    - {{ name: ci, key: {EDITOR_KEY}, role: EDITOR }}\n    - {{ name: dash, key: {VIEWER_KEY}, role: VIEWER }}\n",
+            "threads: 1\nlisteners:\n  - {{ name: http, address: \"127.0.0.1:{port}\" }}\nstore:\n  file: {{ path: {}, watch_debounce: 0.05s }}\nshutdown: {{ graceful_timeout: 1s }}\nadmin:\n  address: \"127.0.0.1:{admin}\"\n  api_keys:\n    - {{ name: ci, key: {EDITOR_KEY}, role: EDITOR }}\n    - {{ name: dash, key: {VIEWER_KEY}, role: VIEWER }}\n{admin_extra}",
             config_path.display()
         );
         std::fs::write(dir.path().join("gateway.yaml"), bootstrap).expect("write bootstrap");
@@ -481,4 +486,70 @@ fn on_a_terminal_apply_asks_first_and_colours_the_diff() {
     let Some(out) = on_a_terminal(&gw, &format!("apply -f {file}"), "y\n") else { return };
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("Applied: revision 2."), "{:?}", out.stdout);
+}
+
+/// A test CA and a certificate it signed for `names`: (CA PEM, cert PEM,
+/// key PEM).
+fn pki(names: &[&str]) -> (String, String, String) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "pcfg test CA");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut leaf = rcgen::CertificateParams::new(names).expect("leaf params");
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().expect("leaf key");
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf").pem();
+    (ca_pem, cert, key.serialize_pem())
+}
+
+/// `text` as a YAML literal block whose lines are indented by `indent`.
+fn block(text: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    format!("|\n{}", text.lines().map(|l| format!("{pad}{l}\n")).collect::<String>())
+}
+
+#[test]
+fn over_tls_pcfg_checks_the_admin_certificate_against_the_given_ca() {
+    let (ca, cert, key) = pki(&["localhost"]);
+    let extra = format!("  tls:\n    certificate:\n      cert: {}      key: {}", block(&cert, 8), block(&key, 8));
+    let gw = Gateway::start_with(BASE, &extra);
+    let ca_file = gw.file("ca.pem", &ca);
+    let port = gw.admin;
+
+    let https = format!("https://localhost:{port}");
+    let out = gw.run(&["list", "upstreams", "--addr", &https, "--ca-cert", &ca_file]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("orders"), "{}", out.stdout);
+
+    // host:port with a CA means TLS; the name checked can differ from the address.
+    let addr = format!("127.0.0.1:{port}");
+    let args = ["status", "--addr", &addr, "--ca-cert", &ca_file, "--tls-server-name", "localhost"];
+    assert_eq!(gw.run(&args).code, 0);
+
+    // A certificate the client does not trust: no connection (exit 5).
+    let out = gw.run(&["list", "routes", "--addr", &https]);
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(out.stderr.starts_with("pcfg: cannot connect to https://localhost:"), "{}", out.stderr);
+}
+
+#[test]
+fn export_applied_back_keeps_a_redacted_certificate_key_that_the_loader_alone_would_refuse() {
+    let (_, cert, key) = pki(&["a.example.com"]);
+    let config = format!(
+        "{BASE}ssls:\n  - id: a\n    snis: [a.example.com]\n    cert: {}    key: {}",
+        block(&cert, 6),
+        block(&key, 6)
+    );
+    let gw = Gateway::start(&config);
+    let out = gw.run(&["export"]);
+    assert!(out.stdout.contains("    key: \"<redacted>\"\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("    cert: |\n      -----BEGIN CERTIFICATE-----\n"), "{}", out.stdout);
+    let file = gw.file("export.yaml", &out.stdout);
+    // `<redacted>` is not PEM: `validate` says so, as the gateway would.
+    assert_eq!(run(pcfg_offline(&["validate", &file])).code, 1);
+    let out = gw.run(&["apply", "-f", &file, "--dry-run"]);
+    assert_eq!((out.code, out.stdout.lines().next()), (0, Some("No changes.")), "{out:?}");
 }

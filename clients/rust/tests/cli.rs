@@ -438,9 +438,10 @@ fn usage_errors_exit_1_help_exits_0_and_completions_are_generated() {
     assert!(bash.stdout.contains("_pcfg()"), "{}", bash.stdout);
 }
 
-/// `pcfg` on a pseudo-terminal (util-linux `script`), answering `answer`
-/// at the prompt.
-fn on_a_terminal(gw: &Gateway, args: &str, answer: &str) -> Option<Output> {
+/// `pcfg` on a pseudo-terminal (util-linux `script`, which sends pcfg's
+/// standard error to the same terminal), answering `answer` at the prompt
+/// after running `meanwhile`.
+fn on_a_terminal(gw: &Gateway, args: &str, answer: &str, meanwhile: &dyn Fn()) -> Option<Output> {
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("skipped: no `script` to give pcfg a terminal");
         return None;
@@ -462,6 +463,7 @@ fn on_a_terminal(gw: &Gateway, args: &str, answer: &str) -> Option<Output> {
         use std::io::Write;
         // Give pcfg the time to print the diff and ask.
         thread::sleep(Duration::from_millis(1500));
+        meanwhile();
         let _ = stdin.write_all(answer.as_bytes());
     }
     let out = child.wait_with_output().expect("script ends");
@@ -476,14 +478,14 @@ fn on_a_terminal(gw: &Gateway, args: &str, answer: &str) -> Option<Output> {
 fn on_a_terminal_apply_asks_first_and_colours_the_diff() {
     let gw = Gateway::start(BASE);
     let file = gw.file("new.yaml", &BASE.replace("port: 1 }", "port: 2 }"));
-    let Some(out) = on_a_terminal(&gw, &format!("apply -f {file}"), "n\n") else { return };
+    let Some(out) = on_a_terminal(&gw, &format!("apply -f {file}"), "n\n", &|| ()) else { return };
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("\x1b[33m~ upstream orders\x1b[0m"), "{:?}", out.stdout);
     assert!(out.stdout.contains("Apply these changes to 127.0.0.1:"), "{:?}", out.stdout);
     assert!(out.stdout.contains("Not applied."), "{:?}", out.stdout);
     assert_eq!(gw.run(&["apply", "-f", &file, "--dry-run"]).stdout.lines().next(), Some("~ upstream orders"));
 
-    let Some(out) = on_a_terminal(&gw, &format!("apply -f {file}"), "y\n") else { return };
+    let Some(out) = on_a_terminal(&gw, &format!("apply -f {file}"), "y\n", &|| ()) else { return };
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("Applied: revision 2."), "{:?}", out.stdout);
 }
@@ -552,4 +554,18 @@ fn export_applied_back_keeps_a_redacted_certificate_key_that_the_loader_alone_wo
     assert_eq!(run(pcfg_offline(&["validate", &file])).code, 1);
     let out = gw.run(&["apply", "-f", &file, "--dry-run"]);
     assert_eq!((out.code, out.stdout.lines().next()), (0, Some("No changes.")), "{out:?}");
+}
+
+#[test]
+fn a_change_made_while_apply_waits_for_confirmation_makes_it_fail_cleanly_with_exit_code_2() {
+    let gw = Gateway::start(BASE);
+    let file = gw.file("new.yaml", &BASE.replace("port: 1 }", "port: 2 }"));
+    let other_client = || assert_eq!(gw.run(&["delete", "route", "hello"]).code, 0);
+    let Some(out) = on_a_terminal(&gw, &format!("apply -f {file}"), "y\n", &other_client) else { return };
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stdout.contains("pcfg: conflict: the config changed since revision 1 (now 2)"), "{:?}", out.stdout);
+    assert!(out.stdout.contains("the diff above is out of date"), "{:?}", out.stdout);
+    // Nothing of the reviewed diff was written over the other change.
+    let out = gw.run(&["get", "upstream", "orders", "-o", "json"]);
+    assert!(out.stdout.contains("\"port\": 1"), "{}", out.stdout);
 }

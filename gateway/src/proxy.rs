@@ -490,6 +490,7 @@ impl ProxyHttp for Gateway {
                 .filter(|_| ctx.node.is_some())
                 .map(|u| u.config.id.as_str())
                 .filter(|s| !s.is_empty()),
+            upstream: upstream.filter(|_| ctx.node.is_some()),
             start: SystemTime::now() - latency,
             latency,
             upstream_latency: ctx.upstream_latency,

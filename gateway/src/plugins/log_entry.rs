@@ -16,6 +16,8 @@ pub struct LogEntry<'a> {
     pub client_ip: Option<std::net::IpAddr>,
     pub upstream_addr: Option<std::net::SocketAddr>,
     pub upstream_id: Option<&'a str>,
+    /// The upstream the request went to (its identity keys metric caches).
+    pub upstream: Option<&'a std::sync::Arc<crate::upstream::Upstream>>,
     /// When the request started.
     pub start: SystemTime,
     /// From the request's start to the end of the response.

@@ -57,9 +57,15 @@ pub struct Prometheus {
     cache: std::sync::RwLock<std::collections::HashMap<Key, Arc<Children>>>,
 }
 
-type Key = (Arc<str>, Arc<str>, Arc<str>, Arc<str>);
+/// The identities (addresses) of the route, upstream and consumer; the
+/// cached value holds them, so an address cannot be reused by another
+/// while its entry exists. The cache lives as long as this plugin instance,
+/// that is one config snapshot.
+type Key = (usize, usize, usize);
 
 struct Children {
+    _owners: (Option<Arc<super::RouteInfo>>, Option<Arc<crate::upstream::Upstream>>, Option<Arc<super::Consumer>>),
+    labels: [Arc<str>; 4],
     latency: prometheus::Histogram,
     upstream_latency: prometheus::Histogram,
     ingress: prometheus::IntCounter,
@@ -83,27 +89,35 @@ impl Plugin for Prometheus {
 
     fn log(&self, entry: &LogEntry<'_>, ctx: &PluginCtx) {
         let Some(m) = METRICS.as_ref() else { return };
-        let pick = |name: &Arc<str>, id: &Arc<str>| {
-            if self.prefer_name && !name.is_empty() { name.clone() } else { id.clone() }
-        };
-        let (route, service): (Arc<str>, Arc<str>) = match &ctx.route {
-            Some(r) => (pick(&r.name, &r.id), pick(&r.service_name, &r.service_id)),
-            None => (Arc::from(""), Arc::from("")),
-        };
-        let upstream: Arc<str> = entry.upstream_id.map(Arc::from).unwrap_or_else(|| Arc::from(""));
-        let consumer: Arc<str> = ctx.consumer.as_ref().map(|c| c.username.clone()).unwrap_or_else(|| Arc::from(""));
-        let key: Key = (route, service, upstream, consumer);
+        let addr = |p: Option<*const ()>| p.map(|p| p as usize).unwrap_or(0);
+        let key: Key = (
+            addr(ctx.route.as_ref().map(|r| Arc::as_ptr(r) as *const ())),
+            addr(entry.upstream.map(|u| Arc::as_ptr(u) as *const ())),
+            addr(ctx.consumer.as_ref().map(|c| Arc::as_ptr(c) as *const ())),
+        );
         let cached = self.cache.read().ok().and_then(|c| c.get(&key).cloned());
         let children = match cached {
             Some(c) => c,
             None => {
-                let (r, s, u) = (&*key.0, &*key.1, &*key.2);
+                let pick = |name: &Arc<str>, id: &Arc<str>| {
+                    if self.prefer_name && !name.is_empty() { name.clone() } else { id.clone() }
+                };
+                let empty: Arc<str> = Arc::from("");
+                let (route, service) = match &ctx.route {
+                    Some(r) => (pick(&r.name, &r.id), pick(&r.service_name, &r.service_id)),
+                    None => (empty.clone(), empty.clone()),
+                };
+                let upstream: Arc<str> = entry.upstream_id.map(Arc::from).unwrap_or_else(|| empty.clone());
+                let consumer = ctx.consumer.as_ref().map(|c| c.username.clone()).unwrap_or(empty);
+                let (r, s, u) = (&*route, &*service, &*upstream);
                 let c = Arc::new(Children {
+                    _owners: (ctx.route.clone(), entry.upstream.cloned(), ctx.consumer.clone()),
                     latency: m.latency.with_label_values(&[r, s]),
                     upstream_latency: m.upstream_latency.with_label_values(&[r, s, u]),
                     ingress: m.bandwidth.with_label_values(&["ingress", r, s]),
                     egress: m.bandwidth.with_label_values(&["egress", r, s]),
                     by_status: Default::default(),
+                    labels: [route.clone(), service.clone(), upstream.clone(), consumer],
                 });
                 if let Ok(mut w) = self.cache.write() {
                     // Bounded: consumers and upstreams are finite per
@@ -111,7 +125,7 @@ impl Plugin for Prometheus {
                     if w.len() > 10_000 {
                         w.clear();
                     }
-                    w.insert(key.clone(), c.clone());
+                    w.insert(key, c.clone());
                 }
                 c
             }
@@ -125,7 +139,8 @@ impl Plugin for Prometheus {
             Some(c) => c,
             None => {
                 let status = entry.status.to_string();
-                let c = m.requests.with_label_values(&[&*key.0, &*key.1, &*key.2, &*key.3, status.as_str()]);
+                let [r, s, u, c] = &children.labels;
+                let c = m.requests.with_label_values(&[&**r, &**s, &**u, &**c, status.as_str()]);
                 if let Ok(mut v) = children.by_status.write() {
                     v.push((entry.status, c.clone()));
                 }

@@ -63,8 +63,11 @@ pub struct Prometheus {
 /// that is one config snapshot.
 type Key = (usize, usize, usize);
 
+/// What the cache key's addresses point at, kept alive with the entry.
+type Owners = (Option<Arc<super::RouteInfo>>, Option<Arc<crate::upstream::Upstream>>, Option<Arc<super::Consumer>>);
+
 struct Children {
-    _owners: (Option<Arc<super::RouteInfo>>, Option<Arc<crate::upstream::Upstream>>, Option<Arc<super::Consumer>>),
+    _owners: Owners,
     labels: [Arc<str>; 4],
     latency: prometheus::Histogram,
     upstream_latency: prometheus::Histogram,

@@ -204,6 +204,8 @@ def cmd_gateway(a):
             c.append("    upstream_id: origin")
             if plugins and i == t:
                 c.append("    plugins: %s" % plugins)
+    if a.config_extra:
+        c.append(a.config_extra.rstrip("\n"))
     write(os.path.join(a.dir, "config.yaml"), "\n".join(c) + "\n")
     print_request(a.routes)
 
@@ -228,6 +230,7 @@ def main():
         else:
             s.add_argument("--admin-port", type=int, required=True)
             s.add_argument("--plugins", default="", help="JSON object: the hit route's `plugins`")
+            s.add_argument("--config-extra", default="", help="YAML appended to the config (e.g. consumers)")
 
     a = p.parse_args()
     a.dir = os.path.abspath(a.dir)

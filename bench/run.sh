@@ -40,7 +40,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 KEEP_TMP=${KEEP_TMP:-0}
 GATEWAY_BIN=${GATEWAY_BIN:-$ROOT/target/release/gateway}
 CARGO=${CARGO:-cargo}
-ALL_SCENARIOS="http_1route http_10k_routes https_1route"
+ALL_SCENARIOS="http_1route http_10k_routes https_1route http_plugins"
 SCENARIOS=${SCENARIOS:-}
 READY_TIMEOUT=20
 NOISE_MAX=${NOISE_MAX:-10}
@@ -177,6 +177,7 @@ wait_ready() {
     shift 4
     local hdr=()
     [ -n "$host" ] && hdr=(-H "Host: $host")
+    [ -n "${C_HDR[$name]:-}" ] && hdr+=(-H "${C_HDR[$name]}")
     while [ $SECONDS -lt $deadline ]; do
         if ! kill -0 "$pid" 2>/dev/null; then
             log "$name exited before it was ready"
@@ -253,7 +254,7 @@ cpu_busy() {
 
 # Per scenario: the proxies measured, in the order they were added.
 C_NAMES=()
-declare -A C_PIDS C_URL C_HOST C_DESC C_RSS0
+declare -A C_PIDS C_URL C_HOST C_DESC C_RSS0 C_HDR
 SCEN=""
 
 begin_scenario() {
@@ -290,15 +291,18 @@ add_nginx() {
     C_RSS0[$name]=$(rss_kb ${C_PIDS[$name]})
 }
 
-# add_gateway NAME ROUTES [tls] [PLUGINS_JSON]: the gateway (skipped with GATEWAY=0).
+# add_gateway NAME ROUTES [tls] [PLUGINS_JSON] [CONFIG_EXTRA_YAML] [REQUEST_HEADER]:
+# the gateway (skipped with GATEWAY=0).
 add_gateway() {
     [ "$GATEWAY" = 1 ] || return 0
-    local name=$1 routes=$2 tls=${3:-} plugins=${4:-} dir port admin scheme=http args=() REQ_HOST REQ_PATH out
+    local name=$1 routes=$2 tls=${3:-} plugins=${4:-} extra_yaml=${5:-} header=${6:-}
+    local dir port admin scheme=http args=() REQ_HOST REQ_PATH out
     dir=$SDIR/$name
     mkdir -p "$dir"
     read -r port admin <<<"$(free_ports 2)"
     if [ "$tls" = tls ]; then scheme=https; args+=(--tls "$TMP/cert.pem" "$TMP/key.pem"); fi
     [ -n "$plugins" ] && args+=(--plugins "$plugins")
+    [ -n "$extra_yaml" ] && args+=(--config-extra "$extra_yaml")
     eval "$($PY "$BENCH/genconf.py" gateway --dir "$dir" --port "$port" --admin-port "$admin" \
         --upstream-port "$UPSTREAM_PORT" --routes "$routes" "${args[@]}")"
     out=$("$GATEWAY_BIN" validate --kind bootstrap "$dir/bootstrap.yaml" 2>&1) ||
@@ -312,12 +316,13 @@ add_gateway() {
     start "$name" "$dir/gateway.log" "$PROXY_CPU" \
         "$GATEWAY_BIN" run --bootstrap "$dir/bootstrap.yaml" --config "$dir/config.yaml" "${extra[@]}"
     local pid=$STARTED_PID
+    C_HDR[$name]=$header
     wait_ready "$name" "$pid" "$scheme://127.0.0.1:$port$REQ_PATH" "$REQ_HOST" "$dir/gateway.log"
     C_NAMES+=("$name")
     C_PIDS[$name]=$pid
     C_URL[$name]="$scheme://127.0.0.1:$port$REQ_PATH"
     C_HOST[$name]=$REQ_HOST
-    C_DESC[$name]="gateway, $routes route(s)${tls:+, TLS}"
+    C_DESC[$name]="gateway, $routes route(s)${tls:+, TLS}${plugins:+, plugins}"
     C_RSS0[$name]=$(rss_kb "$pid")
 }
 
@@ -330,6 +335,7 @@ limit() { printf 'limit\t%s\t%s\t%s\t%s\n' "$SCEN" "$1" "$2" "$3" >>"$TMP/meta.t
 wrk_run() {
     local name=$1 secs=$2 out=$3 hdr=()
     [ -n "${C_HOST[$name]}" ] && hdr=(-H "Host: ${C_HOST[$name]}")
+    [ -n "${C_HDR[$name]:-}" ] && hdr+=(-H "${C_HDR[$name]}")
     # shellcheck disable=SC2046
     $(pin "$LOAD_CPU") wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --timeout 5s --latency "${hdr[@]}" \
         "${C_URL[$name]}" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed against $name"; }
@@ -464,6 +470,20 @@ scenario_https_1route() {
             grep -E '^(Protocol version|Ciphersuite):' | sed 's/.*: //' | paste -sd ' ' -)"
     done
     compare gateway nginx "gateway/nginx"
+    run_rounds
+}
+
+# Issue 4's realistic chain on the hit route, against the same gateway
+# without plugins in the same rounds: the target is at least 85% of its
+# requests/s.
+scenario_http_plugins() {
+    begin_scenario http_plugins "plain HTTP, one route with key_auth + limit_count (high) + proxy_rewrite + request_id + prometheus"
+    local chain consumers
+    chain='{"key_auth": {}, "limit_count": {"count": 1000000000, "time_window": "60s"}, "proxy_rewrite": {"headers": {"set": [{"name": "X-Bench", "value": "$route_id"}]}}, "request_id": {}, "prometheus": {}}'
+    consumers=$'consumers:\n  - username: bench\n    credentials:\n      key_auth: { key: bench-key-000001 }'
+    add_gateway gateway-plugins 1 "" "$chain" "$consumers" "apikey: bench-key-000001"
+    add_gateway gateway 1
+    compare gateway-plugins gateway "with plugins / without"
     run_rounds
 }
 

@@ -483,13 +483,14 @@ impl ProxyHttp for Gateway {
             status: session.response_written().map(|r| r.status.as_u16()).unwrap_or(0),
             client_ip: crate::plugins::client_ip(session),
             upstream_addr: match (upstream, ctx.node) {
-                (Some(u), Some(n)) => Some(u.nodes[n].addr.to_string()),
+                (Some(u), Some(n)) => Some(u.nodes[n].addr),
                 _ => None,
             },
             upstream_id: upstream
                 .filter(|_| ctx.node.is_some())
                 .map(|u| u.config.id.as_str())
                 .filter(|s| !s.is_empty()),
+            upstream: upstream.filter(|_| ctx.node.is_some()),
             start: SystemTime::now() - latency,
             latency,
             upstream_latency: ctx.upstream_latency,

@@ -345,6 +345,16 @@ pub async fn watch_health(writer: Arc<Writer>, mut shutdown: watch::Receiver<boo
     let mut known: std::collections::HashMap<(String, String), bool> = std::collections::HashMap::new();
     let mut first = true;
     loop {
+        if writer.store.events().watchers() == 0 {
+            // Nobody listens: no polling; start from a fresh view later.
+            known.clear();
+            first = true;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        }
         let snapshot = writer.live.load();
         let mut seen = std::collections::HashMap::new();
         for (key, u) in &snapshot.upstreams {

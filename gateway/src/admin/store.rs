@@ -259,6 +259,11 @@ impl EventLog {
         }
     }
 
+    /// How many watchers follow the live feed.
+    pub fn watchers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Sends an event that is not replayed (health, node).
     pub fn send_live(&self, event: v1::Event) {
         let _ = self.tx.send(Arc::new(event));

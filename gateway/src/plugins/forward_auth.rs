@@ -78,6 +78,11 @@ impl Plugin for ForwardAuth {
             while let Some(chunk) = session.read_request_body().await? {
                 buf.extend_from_slice(&chunk);
             }
+            if session.retry_buffer_truncated() {
+                // Pingora keeps a bounded copy to replay upstream; a larger
+                // body could not reach the upstream whole.
+                return Ok(Flow::Respond(Response::error(413, "request body too large for forward_auth with POST")));
+            }
             Some(bytes::Bytes::from(buf))
         } else {
             None

@@ -38,14 +38,13 @@ impl Plugin for KeyAuth {
 
     fn authenticate(&self, session: &mut Session) -> Auth {
         let req = session.req_header();
-        let (key, from_header) = match req.headers.get(&self.header) {
-            Some(v) => (v.as_bytes().to_vec(), true),
+        let (found, from_header) = match req.headers.get(&self.header) {
+            Some(v) => (self.consumers.by_key(v.as_bytes()).cloned(), true),
             None => match crate::router::query_value(req.uri.query(), &self.query) {
-                Some(v) => (v.into_owned(), false),
+                Some(v) => (self.consumers.by_key(&v).cloned(), false),
                 None => return Auth::Absent,
             },
         };
-        let found = self.consumers.by_key(&key).cloned();
         if self.hide {
             let req = session.req_header_mut();
             if from_header {

@@ -64,7 +64,7 @@ impl Plugin for LimitConn {
     }
 
     async fn request(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
-        let key: Box<[u8]> = self.key.key(session, ctx).into_owned().into();
+        let key: Box<[u8]> = self.key.key(session, ctx).as_slice().into();
         let taken = {
             let mut map = self.slots.in_use.lock().unwrap_or_else(|e| e.into_inner());
             let n = map.entry(key.clone()).or_insert(0);

@@ -71,7 +71,7 @@ impl Plugin for LimitReq {
     }
 
     async fn request(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
-        let key = self.key.key(session, ctx).into_owned();
+        let key = self.key.key(session, ctx);
         match self.admit(&key) {
             None => Ok(Flow::Respond(self.rejection.clone())),
             Some(wait) => {

@@ -6,8 +6,6 @@
 //! surface: `acquire(key)`-style calls returning the decision; the plugins
 //! only talk to these types.
 
-use std::borrow::Cow;
-
 use pingora_config::v1;
 use pingora_config::v1::limit_key::Source;
 use pingora_proxy::Session;
@@ -44,30 +42,34 @@ impl KeySource {
     /// The key of this request; falls back to the client IP when the
     /// property is missing. Prefixed by kind so a header value can never
     /// collide with an IP address.
-    pub fn key<'s>(&self, session: &'s Session, ctx: &PluginCtx) -> Cow<'s, [u8]> {
+    pub fn key(&self, session: &Session, ctx: &PluginCtx) -> Key {
         let req = session.req_header();
-        let found: Option<Cow<'s, [u8]>> = match self {
+        let found: Option<Key> = match self {
             KeySource::ClientIp => None,
             KeySource::Header(h) => req.headers.get(h).map(|v| prefixed(b"h:", v.as_bytes())),
             KeySource::QueryArg(q) => crate::router::query_value(req.uri.query(), q).map(|v| prefixed(b"q:", &v)),
             KeySource::Cookie(c) => crate::router::cookie_value(&req.headers, c).map(|v| prefixed(b"c:", v)),
             KeySource::Consumer => ctx.consumer.as_ref().map(|c| prefixed(b"u:", c.username.as_bytes())),
             KeySource::Route => ctx.route.as_ref().map(|r| prefixed(b"r:", r.id.as_bytes())),
-            KeySource::Shared => Some(Cow::Borrowed(b"*")),
+            KeySource::Shared => Some(Key::from_slice(b"*")),
         };
         found.unwrap_or_else(|| match super::client_ip(session) {
-            Some(std::net::IpAddr::V4(v4)) => Cow::Owned(v4.octets().to_vec()),
-            Some(std::net::IpAddr::V6(v6)) => Cow::Owned(v6.octets().to_vec()),
-            None => Cow::Borrowed(b"-"),
+            Some(std::net::IpAddr::V4(v4)) => Key::from_slice(&v4.octets()),
+            Some(std::net::IpAddr::V6(v6)) => Key::from_slice(&v6.octets()),
+            None => Key::from_slice(b"-"),
         })
     }
 }
 
-fn prefixed<'a>(prefix: &[u8], value: &[u8]) -> Cow<'a, [u8]> {
-    let mut v = Vec::with_capacity(prefix.len() + value.len());
+/// A limit key: inline up to 32 bytes (an address, a short header value),
+/// so the common case allocates nothing.
+pub type Key = smallvec::SmallVec<[u8; 32]>;
+
+fn prefixed(prefix: &[u8], value: &[u8]) -> Key {
+    let mut v = Key::with_capacity(prefix.len() + value.len());
     v.extend_from_slice(prefix);
     v.extend_from_slice(value);
-    Cow::Owned(v)
+    v
 }
 
 /// The rejection of a limit plugin.

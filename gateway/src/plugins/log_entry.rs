@@ -14,8 +14,10 @@ pub struct LogEntry<'a> {
     /// The response status sent (0 when none was sent).
     pub status: u16,
     pub client_ip: Option<std::net::IpAddr>,
-    pub upstream_addr: Option<String>,
+    pub upstream_addr: Option<std::net::SocketAddr>,
     pub upstream_id: Option<&'a str>,
+    /// The upstream the request went to (its identity keys metric caches).
+    pub upstream: Option<&'a std::sync::Arc<crate::upstream::Upstream>>,
     /// When the request started.
     pub start: SystemTime,
     /// From the request's start to the end of the response.
@@ -107,7 +109,7 @@ impl LogEntry<'_> {
             "route_id": ctx.route.as_ref().map(|r| r.id.to_string()),
             "service_id": ctx.route.as_ref().map(|r| r.service_id.to_string()).filter(|s| !s.is_empty()),
             "consumer": ctx.consumer.as_ref().map(|c| c.username.to_string()),
-            "upstream": self.upstream_addr,
+            "upstream": self.upstream_addr.map(|a| a.to_string()),
             "upstream_id": self.upstream_id,
             "latency_ms": self.latency.as_secs_f64() * 1000.0,
             "upstream_latency_ms": self.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
@@ -138,7 +140,7 @@ impl LogEntry<'_> {
             header(http::header::USER_AGENT),
             dash(ctx.request_id.as_ref().and_then(|v| v.to_str().ok())),
             dash(ctx.route.as_ref().map(|r| &*r.id)),
-            dash(self.upstream_addr.as_deref()),
+            dash(self.upstream_addr.map(|a| a.to_string()).as_deref()),
             self.latency.as_secs_f64(),
         )
     }

@@ -2,7 +2,7 @@
 //! route, service, upstream and status, in the process registry
 //! ([`crate::metrics`]) served by the admin listener's metrics endpoint.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use pingora_config::v1;
 use prometheus::{HistogramVec, IntCounterVec, exponential_buckets};
@@ -51,13 +51,37 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| {
 
 pub struct Prometheus {
     prefer_name: bool,
+    /// The metric children of each (route, service, upstream, consumer),
+    /// resolved once: a request then costs one map lookup, not four label
+    /// hashes in the registry.
+    cache: std::sync::RwLock<std::collections::HashMap<Key, Arc<Children>>>,
+}
+
+/// The identities (addresses) of the route, upstream and consumer; the
+/// cached value holds them, so an address cannot be reused by another
+/// while its entry exists. The cache lives as long as this plugin instance,
+/// that is one config snapshot.
+type Key = (usize, usize, usize);
+
+/// What the cache key's addresses point at, kept alive with the entry.
+type Owners = (Option<Arc<super::RouteInfo>>, Option<Arc<crate::upstream::Upstream>>, Option<Arc<super::Consumer>>);
+
+struct Children {
+    _owners: Owners,
+    labels: [Arc<str>; 4],
+    latency: prometheus::Histogram,
+    upstream_latency: prometheus::Histogram,
+    ingress: prometheus::IntCounter,
+    egress: prometheus::IntCounter,
+    /// Request counters by status, added as statuses are seen.
+    by_status: std::sync::RwLock<Vec<(u16, prometheus::IntCounter)>>,
 }
 
 pub fn build(cfg: &v1::PrometheusPlugin, _cx: &mut BuildCx<'_>) -> Result<Prometheus, String> {
     if METRICS.is_none() {
         return Err("the metrics could not be registered".to_owned());
     }
-    Ok(Prometheus { prefer_name: cfg.prefer_name })
+    Ok(Prometheus { prefer_name: cfg.prefer_name, cache: Default::default() })
 }
 
 #[async_trait::async_trait]
@@ -68,28 +92,70 @@ impl Plugin for Prometheus {
 
     fn log(&self, entry: &LogEntry<'_>, ctx: &PluginCtx) {
         let Some(m) = METRICS.as_ref() else { return };
-        let (route, service) = match &ctx.route {
-            Some(r) if self.prefer_name => (
-                if r.name.is_empty() { &*r.id } else { &*r.name },
-                if r.service_name.is_empty() { &*r.service_id } else { &*r.service_name },
-            ),
-            Some(r) => (&*r.id, &*r.service_id),
-            None => ("", ""),
+        let addr = |p: Option<*const ()>| p.map(|p| p as usize).unwrap_or(0);
+        let key: Key = (
+            addr(ctx.route.as_ref().map(|r| Arc::as_ptr(r) as *const ())),
+            addr(entry.upstream.map(|u| Arc::as_ptr(u) as *const ())),
+            addr(ctx.consumer.as_ref().map(|c| Arc::as_ptr(c) as *const ())),
+        );
+        let cached = self.cache.read().ok().and_then(|c| c.get(&key).cloned());
+        let children = match cached {
+            Some(c) => c,
+            None => {
+                let pick = |name: &Arc<str>, id: &Arc<str>| {
+                    if self.prefer_name && !name.is_empty() { name.clone() } else { id.clone() }
+                };
+                let empty: Arc<str> = Arc::from("");
+                let (route, service) = match &ctx.route {
+                    Some(r) => (pick(&r.name, &r.id), pick(&r.service_name, &r.service_id)),
+                    None => (empty.clone(), empty.clone()),
+                };
+                let upstream: Arc<str> = entry.upstream_id.map(Arc::from).unwrap_or_else(|| empty.clone());
+                let consumer = ctx.consumer.as_ref().map(|c| c.username.clone()).unwrap_or(empty);
+                let (r, s, u) = (&*route, &*service, &*upstream);
+                let c = Arc::new(Children {
+                    _owners: (ctx.route.clone(), entry.upstream.cloned(), ctx.consumer.clone()),
+                    latency: m.latency.with_label_values(&[r, s]),
+                    upstream_latency: m.upstream_latency.with_label_values(&[r, s, u]),
+                    ingress: m.bandwidth.with_label_values(&["ingress", r, s]),
+                    egress: m.bandwidth.with_label_values(&["egress", r, s]),
+                    by_status: Default::default(),
+                    labels: [route.clone(), service.clone(), upstream.clone(), consumer],
+                });
+                if let Ok(mut w) = self.cache.write() {
+                    // Bounded: consumers and upstreams are finite per
+                    // config, but never let a cache grow without limit.
+                    if w.len() > 10_000 {
+                        w.clear();
+                    }
+                    w.insert(key, c.clone());
+                }
+                c
+            }
         };
-        let upstream = entry.upstream_id.unwrap_or("");
-        let consumer = ctx.consumer.as_ref().map(|c| &*c.username).unwrap_or("");
-        let mut status = itoa_buf(entry.status);
-        m.requests.with_label_values(&[route, service, upstream, consumer, status.as_str()]).inc();
-        m.latency.with_label_values(&[route, service]).observe(entry.latency.as_secs_f64());
+        let counter = children
+            .by_status
+            .read()
+            .ok()
+            .and_then(|v| v.iter().find(|(s, _)| *s == entry.status).map(|(_, c)| c.clone()));
+        let counter = match counter {
+            Some(c) => c,
+            None => {
+                let status = entry.status.to_string();
+                let [r, s, u, c] = &children.labels;
+                let c = m.requests.with_label_values(&[&**r, &**s, &**u, &**c, status.as_str()]);
+                if let Ok(mut v) = children.by_status.write() {
+                    v.push((entry.status, c.clone()));
+                }
+                c
+            }
+        };
+        counter.inc();
+        children.latency.observe(entry.latency.as_secs_f64());
         if let Some(u) = entry.upstream_latency {
-            m.upstream_latency.with_label_values(&[route, service, upstream]).observe(u.as_secs_f64());
+            children.upstream_latency.observe(u.as_secs_f64());
         }
-        m.bandwidth.with_label_values(&["ingress", route, service]).inc_by(entry.bytes_received as u64);
-        m.bandwidth.with_label_values(&["egress", route, service]).inc_by(entry.bytes_sent as u64);
-        status.clear();
+        children.ingress.inc_by(entry.bytes_received as u64);
+        children.egress.inc_by(entry.bytes_sent as u64);
     }
-}
-
-fn itoa_buf(n: u16) -> String {
-    n.to_string()
 }

@@ -42,29 +42,60 @@ impl HeaderOps {
         self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
     }
 
-    /// Applies to a request or response header map.
+    /// Applies the changes to `target`; variables are read from the
+    /// client's request.
     pub fn apply(
         &self,
         session: &Session,
-        req: &RequestHeader,
         ctx: &PluginCtx,
-        mut remove: impl FnMut(&HeaderName),
-        mut insert: impl FnMut(HeaderName, http::HeaderValue, bool) -> pingora_error::Result<()>,
+        target: &mut impl HeaderTarget,
     ) -> pingora_error::Result<()> {
+        let req = session.req_header();
         for n in &self.remove {
-            remove(n);
+            target.remove(n);
         }
         for (n, t) in &self.set {
             if let Some(v) = t.header(session, req, ctx) {
-                insert(n.clone(), v, false)?;
+                target.insert(n.clone(), v)?;
             }
         }
         for (n, t) in &self.add {
             if let Some(v) = t.header(session, req, ctx) {
-                insert(n.clone(), v, true)?;
+                target.append(n.clone(), v)?;
             }
         }
         Ok(())
+    }
+}
+
+/// A request or response header that [`HeaderOps`] changes.
+pub trait HeaderTarget {
+    fn remove(&mut self, name: &HeaderName);
+    fn insert(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()>;
+    fn append(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()>;
+}
+
+impl HeaderTarget for RequestHeader {
+    fn remove(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+    fn insert(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()> {
+        self.insert_header(name, value)
+    }
+    fn append(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()> {
+        self.append_header(name, value).map(|_| ())
+    }
+}
+
+impl HeaderTarget for pingora_http::ResponseHeader {
+    fn remove(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+    fn insert(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()> {
+        self.insert_header(name, value)
+    }
+    fn append(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()> {
+        self.append_header(name, value).map(|_| ())
     }
 }
 
@@ -148,29 +179,7 @@ impl Plugin for ProxyRewrite {
             req.insert_header(http::header::HOST, h.clone())?;
         }
         if !self.headers.is_empty() {
-            let original = session.req_header();
-            let mut removes = Vec::new();
-            let mut inserts = Vec::new();
-            self.headers.apply(
-                session,
-                original,
-                ctx,
-                |n| removes.push(n.clone()),
-                |n, v, append| {
-                    inserts.push((n, v, append));
-                    Ok(())
-                },
-            )?;
-            for n in removes {
-                req.remove_header(&n);
-            }
-            for (n, v, append) in inserts {
-                if append {
-                    req.append_header(n, v)?;
-                } else {
-                    req.insert_header(n, v)?;
-                }
-            }
+            self.headers.apply(session, ctx, req)?;
         }
         Ok(())
     }

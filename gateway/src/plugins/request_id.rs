@@ -34,15 +34,20 @@ fn acceptable(v: &HeaderValue) -> bool {
 const NANOID_ALPHABET: &[u8; 64] = b"_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 fn generate(algorithm: Algorithm) -> HeaderValue {
-    let text = match algorithm {
-        Algorithm::UuidV7 => uuid::Uuid::now_v7().to_string(),
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text: &[u8] = match algorithm {
+        Algorithm::UuidV7 => uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf).as_bytes(),
         Algorithm::Nanoid => {
-            let mut rng = fastrand::Rng::new();
-            (0..21).map(|_| NANOID_ALPHABET[rng.usize(..64)] as char).collect()
+            for b in buf.iter_mut().take(21) {
+                *b = NANOID_ALPHABET[fastrand::usize(..64)];
+            }
+            &buf[..21]
         }
-        Algorithm::UuidV4 | Algorithm::Unspecified => uuid::Uuid::new_v4().to_string(),
+        Algorithm::UuidV4 | Algorithm::Unspecified => {
+            uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf).as_bytes()
+        }
     };
-    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    HeaderValue::from_bytes(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[async_trait::async_trait]

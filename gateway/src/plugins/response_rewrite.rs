@@ -57,29 +57,7 @@ impl Plugin for ResponseRewrite {
             resp.insert_header(header::CONTENT_LENGTH, b.len().to_string())?;
         }
         if !self.headers.is_empty() {
-            let req = session.req_header().clone();
-            let mut removes = Vec::new();
-            let mut inserts = Vec::new();
-            self.headers.apply(
-                session,
-                &req,
-                ctx,
-                |n| removes.push(n.clone()),
-                |n, v, append| {
-                    inserts.push((n, v, append));
-                    Ok(())
-                },
-            )?;
-            for n in removes {
-                resp.remove_header(&n);
-            }
-            for (n, v, append) in inserts {
-                if append {
-                    resp.append_header(n, v)?;
-                } else {
-                    resp.insert_header(n, v)?;
-                }
-            }
+            self.headers.apply(session, ctx, resp)?;
         }
         Ok(())
     }

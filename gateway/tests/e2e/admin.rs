@@ -903,53 +903,55 @@ fn revisions_survive_a_restart_and_hand_edits_are_revisions_too() {
     });
 }
 
+/// Updates upstream `u` with weights `first..` as fast as it can, logging
+/// each weight before it is sent, until a call fails (the gateway died).
+fn write_weights(url: String, port: u16, first: u32, log: std::sync::Arc<std::sync::Mutex<Vec<Option<u32>>>>) {
+    rt().block_on(async {
+        let ch = Channel::from_shared(url).expect("url").connect().await.expect("connect");
+        let mut res = ResourceServiceClient::new(ch);
+        for w in first.. {
+            let Ok(e) = res.get_upstream(v1::GetUpstreamRequest { id: "u".into() }).await else { break };
+            let mut u = upstream("u", port);
+            u.nodes[0].weight = Some(w);
+            log.lock().expect("lock").push(Some(w));
+            let rev = e.into_inner().meta.expect("m").revision;
+            let req = v1::UpdateUpstreamRequest { upstream: Some(u), expected_revision: rev };
+            if res.update_upstream(req).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
 #[test]
 fn a_crash_in_the_middle_of_writes_leaves_a_whole_file() {
     let up = Upstream::start("origin");
     let mut gw = start(&up, "");
-    let (port, url) = (up.port(), gw.admin_url());
     let written = std::sync::Arc::new(std::sync::Mutex::new(vec![None]));
-    let log = written.clone();
-    // Writes as fast as they go, from another thread, until the gateway dies.
-    let writer = std::thread::spawn(move || {
+    // SIGKILL three times at different moments of a stream of writes.
+    for (round, after_ms) in [(0u32, 350u64), (1, 500), (2, 650)] {
+        let (log, url, port) = (written.clone(), gw.admin_url(), up.port());
+        let writer = std::thread::spawn(move || write_weights(url, port, 1 + round * 100_000, log));
+        std::thread::sleep(Duration::from_millis(after_ms));
+        gw.kill();
+        writer.join().expect("writer");
+        let text = std::fs::read_to_string(&gw.config).expect("config");
+        let (config, _) =
+            pingora_config::load_str::<v1::Config>(&text, "config.yaml").expect("the file parses after a crash");
+        let weight = config.upstreams[0].nodes[0].weight;
+        let written = written.lock().expect("lock").clone();
+        assert!(written.len() > 3, "only {} writes", written.len());
+        assert!(written.contains(&weight), "round {round}: weight {weight:?} was never written");
+        assert_eq!(config.routes.len(), 1);
+        // The gateway starts on it and serves what the file says.
+        gw.restart();
+        gw.wait_admin();
         rt().block_on(async {
-            let ch = Channel::from_shared(url).expect("url").connect().await.expect("connect");
-            let mut res = ResourceServiceClient::new(ch);
-            for w in 1..100_000u32 {
-                let Ok(e) = res.get_upstream(v1::GetUpstreamRequest { id: "u".into() }).await else { break };
-                let mut u = upstream("u", port);
-                u.nodes[0].weight = Some(w);
-                log.lock().expect("lock").push(Some(w));
-                let rev = e.into_inner().meta.expect("m").revision;
-                if res
-                    .update_upstream(v1::UpdateUpstreamRequest { upstream: Some(u), expected_revision: rev })
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })
-    });
-    std::thread::sleep(Duration::from_millis(800));
-    gw.kill();
-    writer.join().expect("writer");
-    let written = written.lock().expect("lock").clone();
-    let text = std::fs::read_to_string(&gw.config).expect("config");
-    let (config, _) =
-        pingora_config::load_str::<v1::Config>(&text, "config.yaml").expect("the file parses after a crash");
-    let weight = config.upstreams[0].nodes[0].weight;
-    assert!(written.len() > 3, "only {} writes", written.len());
-    assert!(written.contains(&weight), "weight {weight:?} was never written");
-    assert_eq!(config.routes.len(), 1);
-    // The gateway starts on it.
-    gw.restart();
-    gw.wait_admin();
-    rt().block_on(async {
-        let mut api = api(&gw, None).await;
-        let e = api.res.get_upstream(v1::GetUpstreamRequest { id: "u".into() }).await.expect("get").into_inner();
-        assert_eq!(e.upstream.expect("u").nodes[0].weight, weight);
-    });
+            let mut api = api(&gw, None).await;
+            let e = api.res.get_upstream(v1::GetUpstreamRequest { id: "u".into() }).await.expect("get").into_inner();
+            assert_eq!(e.upstream.expect("u").nodes[0].weight, weight);
+        });
+    }
 }
 
 #[test]

@@ -722,20 +722,26 @@ fn forward_auth_delegates_the_decision() {
         &up,
         &format!(
             "  - {{ id: r, uris: [\"/*\"], upstream_id: u, plugins: {{ forward_auth: {{ uri: \"http://{}/check\", request_headers: [Authorization], upstream_headers: [X-User-Id], client_headers: [WWW-Authenticate] }} }} }}
+  - {{ id: post, uris: [\"/body\"], upstream_id: u, plugins: {{ forward_auth: {{ uri: \"http://{}/check\", request_method: POST, request_headers: [Authorization] }} }} }}
   - {{ id: down, uris: [\"/down\"], upstream_id: u, plugins: {{ forward_auth: {{ uri: \"http://127.0.0.1:1/check\", status_on_error: 503 }} }} }}
   - {{ id: degrade, uris: [\"/degrade\"], upstream_id: u, plugins: {{ forward_auth: {{ uri: \"http://127.0.0.1:1/check\", allow_degradation: true }} }} }}
 ",
-            auth.addr
+            auth.addr, auth.addr
         ),
         "",
     ));
     let c = client();
+    // With POST the auth service gets the body, and so does the upstream.
+    let posted = c.post(gw.url("/body")).header("authorization", "Bearer good").body("order=7").send().expect("post");
+    assert_eq!(posted.status().as_u16(), 200);
+    assert_eq!(posted.text().expect("body"), "order=7");
+    assert!(auth.seen().iter().any(|r| r.method == "POST" && r.body == b"order=7"), "{:?}", auth.seen());
     let ok = get(&c, &gw.url("/headers?q=1"), &[("authorization", "Bearer good"), ("x-user-id", "forged")]);
     assert_eq!(ok.status, 200);
     assert_eq!(seen_headers(&ok.body).get("x-user-id").map(String::as_str), Some("42"));
     let seen = auth.seen();
     let sub =
-        seen.iter().find(|r| r.headers.get("x-forwarded-uri").is_some_and(|u| u != "/__ready")).expect("subrequest");
+        seen.iter().find(|r| r.headers.get("x-forwarded-uri").is_some_and(|u| u.starts_with("/headers"))).expect("sub");
     assert_eq!(sub.path, "/check");
     assert_eq!(sub.headers.get("x-forwarded-uri").map(String::as_str), Some("/headers?q=1"));
     assert_eq!(sub.headers.get("x-forwarded-method").map(String::as_str), Some("GET"));
@@ -816,4 +822,109 @@ fn limit_counters_survive_an_unrelated_reload() {
     ));
     gw.wait_for("the reload", Duration::from_secs(5), || get(&c, &gw.url("/new"), &[]).body == "new");
     assert_eq!(get(&c, &gw.url("/r"), &[]).status, 429, "the window was not reset by the reload");
+}
+
+#[test]
+fn prometheus_counts_by_route_upstream_consumer_and_status_on_the_admin_listener() {
+    let up = Upstream::start("u");
+    let gw = Gateway::start(&config(
+        &up,
+        "  - { id: r, name: orders, uris: [\"/*\"], upstream_id: u, plugins: { key_auth: {}, prometheus: { prefer_name: true } } }\n",
+        CONSUMERS,
+    ));
+    gw.wait_admin();
+    let c = client();
+    for _ in 0..3 {
+        assert_eq!(get(&c, &gw.url("/x"), &[("apikey", "alice-key-123")]).status, 200);
+    }
+    assert_eq!(get(&c, &gw.url("/status/503"), &[("apikey", "alice-key-123")]).status, 503);
+    assert_eq!(get(&c, &gw.url("/x"), &[]).status, 401);
+    let m = get(&c, &format!("{}/metrics", gw.admin_url()), &[]);
+    assert_eq!(m.status, 200);
+    let line = |labels: &str| {
+        m.body
+            .lines()
+            .find(|l| l.starts_with("pingora_config_http_requests_total{") && l.contains(labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(
+        line("consumer=\"alice\",route=\"orders\",service=\"\",status=\"200\",upstream=\"u\""),
+        Some(3),
+        "{}",
+        m.body
+    );
+    assert_eq!(line("status=\"503\""), Some(1));
+    // A rejected request never chose an upstream (the harness's readiness
+    // probe was rejected too).
+    assert_eq!(line("consumer=\"\",route=\"orders\",service=\"\",status=\"401\",upstream=\"\""), Some(2));
+    assert!(m.body.contains("pingora_config_http_request_duration_seconds_bucket{route=\"orders\""));
+    assert!(
+        m.body
+            .contains("pingora_config_upstream_duration_seconds_count{route=\"orders\",service=\"\",upstream=\"u\"} 4")
+    );
+    assert!(m.body.contains("pingora_config_bandwidth_bytes_total{route=\"orders\",service=\"\",type=\"egress\"}"));
+}
+
+/// A real gRPC server (the standard health service, h2c) on a free port,
+/// on its own runtime thread.
+fn grpc_health_upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let (_reporter, service) = tonic_health::server::health_reporter();
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let _ = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
+        });
+    });
+    port
+}
+
+#[test]
+fn grpc_web_bridges_a_browser_call_to_a_grpc_upstream() {
+    let port = grpc_health_upstream();
+    let gw = Gateway::start(&format!(
+        "routes:\n  - id: grpc\n    uris: [\"/grpc.health.v1.Health/*\"]\n    upstream: {{ scheme: GRPC, nodes: [{{ host: 127.0.0.1, port: {port} }}] }}\n    plugins: {{ grpc_web: {{ cors_allow_origins: [\"https://app.example\"] }} }}\n"
+    ));
+    let c = client();
+    // The browser's preflight.
+    let pre = send(
+        &c,
+        "OPTIONS",
+        &gw.url("/grpc.health.v1.Health/Check"),
+        &[("origin", "https://app.example"), ("access-control-request-method", "POST")],
+    );
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("access-control-allow-origin"), "https://app.example");
+
+    // Check(HealthCheckRequest{}) as one grpc-web frame: flag 0, length 0.
+    let resp = c
+        .post(gw.url("/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("origin", "https://app.example")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .expect("grpc-web call");
+    assert_eq!(resp.status().as_u16(), 200);
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(ct.starts_with("application/grpc-web"), "{ct}");
+    assert!(
+        resp.headers()
+            .get("access-control-expose-headers")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .contains("grpc-status")
+    );
+    let body = resp.bytes().expect("body").to_vec();
+    // A data frame with HealthCheckResponse{status: SERVING} (08 01), then
+    // the trailers frame (flag 0x80) carrying grpc-status 0.
+    assert_eq!(&body[..7], &[0, 0, 0, 0, 2, 0x08, 0x01], "{body:?}");
+    assert_eq!(body[7], 0x80, "{body:?}");
+    let trailers = String::from_utf8_lossy(&body[12..]).to_ascii_lowercase();
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
 }

@@ -238,8 +238,11 @@ async function main() {
       await shot(a, "route-form-server-violation");
     });
 
-    await step("a route to the upstream is created, and a plain HTTP request through the gateway reaches it", async () => {
+    await step("a route to the upstream, counted by the prometheus plugin, is created; a plain HTTP request through the gateway reaches the upstream and shows on the dashboard", async () => {
       await input(a, "upstream_id").fill("e2e-up");
+      // An empty plugin message turns the plugin on: the form sets presence.
+      await a.getByRole("button", { name: "Set plugins" }).click();
+      await field(a, "plugins").getByRole("button", { name: "Set prometheus" }).click();
       await a.getByRole("button", { name: "Create route" }).click();
       await a.waitForURL(/#\/routes\/e2e-route$/);
       const body = await waitFor("the route to serve", async () => {
@@ -248,6 +251,8 @@ async function main() {
         return r.status === 200 && t.includes("e2e upstream") ? t : undefined;
       });
       if (!body.includes("/e2e/hello")) throw new Error(`body: ${body}`);
+      await a.goto(`${uiOrigin}/ui/#/`);
+      await a.getByRole("row").filter({ hasText: "e2e-route" }).waitFor();
     });
 
     const ctxB = await browser.newContext({ viewport: { width: 1280, height: 860 } });

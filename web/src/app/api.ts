@@ -47,7 +47,8 @@ export function connect(s: Session): PingoraConfigClient {
  * a write that cannot change anything (deleting the plugin config with the
  * empty id, which no resource can have): a VIEWER key gets
  * PERMISSION_DENIED before the request is read, an EDITOR key gets past the
- * role check (and then INVALID_ARGUMENT or NOT_FOUND).
+ * role check and then INVALID_ARGUMENT (the id is checked before the store
+ * is touched: no write, no write metric).
  */
 export async function probeRole(c: PingoraConfigClient): Promise<Role> {
   try {

@@ -2,7 +2,7 @@
 // event feed (one Watch stream over grpc-web for the whole session, which
 // also tells the lists when to read again).
 import { createContext, useContext, useEffect, useState, type ReactNode } from "react";
-import type { Event, PingoraConfigClient } from "@pingora-config/client";
+import { ResyncRequiredError, type Event, type PingoraConfigClient } from "@pingora-config/client";
 
 import type { Role } from "./api";
 
@@ -34,14 +34,25 @@ export function AppProvider({ client, role, baseUrl, children }: { client: Pingo
   useEffect(() => {
     const abort = new AbortController();
     (async () => {
-      try {
-        setFeed("live");
-        for await (const ev of client.watch({}, { signal: abort.signal })) {
-          setEvents((old) => [ev, ...old].slice(0, KEEP));
-          if (ev.payload.case === "resource") setChanges((n) => n + 1);
+      // The facade reconnects by itself; after a resync (the feed fell
+      // behind) the lists reload and the feed starts again from now.
+      for (;;) {
+        try {
+          setFeed("live");
+          for await (const ev of client.watch({}, { signal: abort.signal })) {
+            setEvents((old) => [ev, ...old].slice(0, KEEP));
+            if (ev.payload.case === "resource") setChanges((n) => n + 1);
+          }
+          return;
+        } catch (err) {
+          if (abort.signal.aborted) return;
+          if (err instanceof ResyncRequiredError) {
+            setChanges((n) => n + 1);
+            continue;
+          }
+          setFeed(`stopped: ${err instanceof Error ? err.message : String(err)}`);
+          return;
         }
-      } catch (err) {
-        if (!abort.signal.aborted) setFeed(`stopped: ${err instanceof Error ? err.message : String(err)}`);
       }
     })();
     return () => abort.abort();

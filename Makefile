@@ -89,7 +89,7 @@ validate:
 
 ## The gateway on its default config: HTTP on 127.0.0.1:9080, file store
 ## examples/config.yaml (edit it while it runs: changes are live).
-run:
+run: web
 	$(CARGO) run -q --release -p pingora-config-gateway --bin gateway -- run --config examples/config.yaml
 
 ## Load + validate a generated 10,000-route config; time `make gen`.

@@ -7976,13 +7976,19 @@ pub struct AdminListener {
     /// by this listener is same-origin and needs no entry. Default: none.
     #[prost(string, repeated, tag = "3")]
     pub cors_allowed_origins: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
-    /// Serve the web admin UI at `/`. Default true.
+    /// Serve the web admin UI at `/ui/` (and redirect `/` there), from
+    /// `ui_dir`. Default true; when `ui_dir` holds no built UI the gateway
+    /// logs how to build it (`make web`) and serves the API alone.
     #[prost(bool, optional, tag = "4")]
     pub serve_ui: ::core::option::Option<bool>,
     /// Serve the listener over TLS. Unset: plaintext, so keep it on loopback or
     /// a trusted network, as the API keys travel in each request.
     #[prost(message, optional, tag = "5")]
     pub tls: ::core::option::Option<AdminTls>,
+    /// Directory of the built web UI (`index.html` and its assets), relative
+    /// to the working directory. Default `web/dist` (what `make web` builds).
+    #[prost(string, tag = "6")]
+    pub ui_dir: ::prost::alloc::string::String,
 }
 impl ::prost::Name for AdminListener {
     const NAME: &'static str = "AdminListener";

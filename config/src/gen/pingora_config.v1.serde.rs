@@ -439,6 +439,9 @@ impl serde::Serialize for AdminListener {
         if self.tls.is_some() {
             len += 1;
         }
+        if !self.ui_dir.is_empty() {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("pingora_config.v1.AdminListener", len)?;
         if !self.address.is_empty() {
             struct_ser.serialize_field("address", &self.address)?;
@@ -454,6 +457,9 @@ impl serde::Serialize for AdminListener {
         }
         if let Some(v) = self.tls.as_ref() {
             struct_ser.serialize_field("tls", v)?;
+        }
+        if !self.ui_dir.is_empty() {
+            struct_ser.serialize_field("ui_dir", &self.ui_dir)?;
         }
         struct_ser.end()
     }
@@ -473,6 +479,8 @@ impl<'de> serde::Deserialize<'de> for AdminListener {
             "serve_ui",
             "serveUi",
             "tls",
+            "ui_dir",
+            "uiDir",
         ];
 
         #[allow(clippy::enum_variant_names)]
@@ -482,6 +490,7 @@ impl<'de> serde::Deserialize<'de> for AdminListener {
             CorsAllowedOrigins,
             ServeUi,
             Tls,
+            UiDir,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -508,6 +517,7 @@ impl<'de> serde::Deserialize<'de> for AdminListener {
                             "corsAllowedOrigins" | "cors_allowed_origins" => Ok(GeneratedField::CorsAllowedOrigins),
                             "serveUi" | "serve_ui" => Ok(GeneratedField::ServeUi),
                             "tls" => Ok(GeneratedField::Tls),
+                            "uiDir" | "ui_dir" => Ok(GeneratedField::UiDir),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -532,6 +542,7 @@ impl<'de> serde::Deserialize<'de> for AdminListener {
                 let mut cors_allowed_origins__ = None;
                 let mut serve_ui__ = None;
                 let mut tls__ = None;
+                let mut ui_dir__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::Address => {
@@ -564,6 +575,12 @@ impl<'de> serde::Deserialize<'de> for AdminListener {
                             }
                             tls__ = map_.next_value()?;
                         }
+                        GeneratedField::UiDir => {
+                            if ui_dir__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("uiDir"));
+                            }
+                            ui_dir__ = Some(map_.next_value()?);
+                        }
                     }
                 }
                 Ok(AdminListener {
@@ -572,6 +589,7 @@ impl<'de> serde::Deserialize<'de> for AdminListener {
                     cors_allowed_origins: cors_allowed_origins__.unwrap_or_default(),
                     serve_ui: serve_ui__,
                     tls: tls__,
+                    ui_dir: ui_dir__.unwrap_or_default(),
                 })
             }
         }

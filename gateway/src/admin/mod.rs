@@ -82,6 +82,8 @@ pub struct Settings {
     pub node_id: String,
     /// `admin.tls`: the certificate served and the client CA (mutual TLS).
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// The built web UI served at `/ui/`, when enabled and present.
+    pub ui_dir: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -120,7 +122,20 @@ impl Settings {
             None
         };
         let node_id = if bootstrap.node_id.is_empty() { hostname() } else { bootstrap.node_id.clone() };
+        let ui_dir = if admin.serve_ui.unwrap_or(true) {
+            let dir =
+                std::path::PathBuf::from(if admin.ui_dir.is_empty() { "web/dist" } else { admin.ui_dir.as_str() });
+            if dir.join("index.html").is_file() {
+                Some(dir)
+            } else {
+                log::info!("admin: no web UI at {} (build it with `make web`); serving the API alone", dir.display());
+                None
+            }
+        } else {
+            None
+        };
         Ok(Settings {
+            ui_dir,
             address,
             keys: admin.api_keys,
             cors_allowed_origins: admin.cors_allowed_origins,
@@ -225,6 +240,15 @@ impl Admin {
                     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
                 }),
             );
+        }
+        if let Some(dir) = &self.settings.ui_dir {
+            // A path the UI routes itself gets index.html.
+            let files = tower_http::services::ServeDir::new(dir)
+                .fallback(tower_http::services::ServeFile::new(dir.join("index.html")));
+            router = router
+                .nest_service("/ui/", files)
+                .route("/ui", axum::routing::get(|| async { axum::response::Redirect::permanent("/ui/") }))
+                .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/ui/") }));
         }
         Ok(tonic::service::Routes::from(router))
     }

@@ -1038,3 +1038,38 @@ fn the_admin_listener_serves_grpc_and_metrics_over_tls() {
     // Plaintext is refused.
     assert!(http_get_raw(gw.admin_port, "/metrics", "localhost").is_none_or(|(s, _)| s != 200));
 }
+
+#[test]
+fn the_admin_listener_serves_the_built_web_ui_at_ui() {
+    let up = Upstream::start("u");
+    let ui = tempfile::tempdir().expect("dir");
+    std::fs::create_dir(ui.path().join("assets")).expect("assets");
+    std::fs::write(ui.path().join("index.html"), "<html>pingora-config admin</html>").expect("index");
+    std::fs::write(ui.path().join("assets/app.js"), "console.log(1)").expect("js");
+    let gw = start(&up, &format!("  ui_dir: {}\n", ui.path().display()));
+    let c = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let get = |p: &str| c.get(format!("{}{p}", gw.admin_url())).send().expect("get");
+    let root = get("/");
+    assert!(root.status().is_redirection());
+    assert_eq!(root.headers().get("location").and_then(|v| v.to_str().ok()), Some("/ui/"));
+    let index = get("/ui/");
+    assert_eq!(index.status().as_u16(), 200);
+    assert_eq!(index.text().expect("body"), "<html>pingora-config admin</html>");
+    let js = get("/ui/assets/app.js");
+    assert_eq!(js.status().as_u16(), 200);
+    assert!(js.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").contains("javascript"));
+    // The UI routes itself: an unknown path under /ui/ is the app.
+    assert_eq!(get("/ui/routes/orders").text().expect("body"), "<html>pingora-config admin</html>");
+    // No key is needed for the static files; the API still wants one.
+    let m = get("/metrics");
+    assert_eq!(m.status().as_u16(), 200);
+}
+
+#[test]
+fn without_a_built_ui_the_admin_listener_serves_the_api_alone() {
+    let up = Upstream::start("u");
+    let gw = start(&up, "  ui_dir: /nonexistent/ui\n");
+    let r = reqwest::blocking::Client::new().get(format!("{}/ui/", gw.admin_url())).send().expect("get");
+    assert_ne!(r.status().as_u16(), 200);
+    assert!(gw.log().contains("no web UI at /nonexistent/ui"), "{}", gw.log());
+}

@@ -543,11 +543,16 @@ type AdminListener struct {
 	// origin (CORS), for example `https://admin.example.com`. The web UI served
 	// by this listener is same-origin and needs no entry. Default: none.
 	CorsAllowedOrigins []string `protobuf:"bytes,3,rep,name=cors_allowed_origins,json=corsAllowedOrigins,proto3" json:"cors_allowed_origins,omitempty"`
-	// Serve the web admin UI at `/`. Default true.
+	// Serve the web admin UI at `/ui/` (and redirect `/` there), from
+	// `ui_dir`. Default true; when `ui_dir` holds no built UI the gateway
+	// logs how to build it (`make web`) and serves the API alone.
 	ServeUi *bool `protobuf:"varint,4,opt,name=serve_ui,json=serveUi,proto3,oneof" json:"serve_ui,omitempty"`
 	// Serve the listener over TLS. Unset: plaintext, so keep it on loopback or
 	// a trusted network, as the API keys travel in each request.
-	Tls           *AdminTls `protobuf:"bytes,5,opt,name=tls,proto3" json:"tls,omitempty"`
+	Tls *AdminTls `protobuf:"bytes,5,opt,name=tls,proto3" json:"tls,omitempty"`
+	// Directory of the built web UI (`index.html` and its assets), relative
+	// to the working directory. Default `web/dist` (what `make web` builds).
+	UiDir         string `protobuf:"bytes,6,opt,name=ui_dir,json=uiDir,proto3" json:"ui_dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -615,6 +620,13 @@ func (x *AdminListener) GetTls() *AdminTls {
 		return x.Tls
 	}
 	return nil
+}
+
+func (x *AdminListener) GetUiDir() string {
+	if x != nil {
+		return x.UiDir
+	}
+	return ""
 }
 
 // One key accepted by the management API.
@@ -1766,13 +1778,14 @@ const file_pingora_config_v1_bootstrap_proto_rawDesc = "" +
 	"\n" +
 	"\x06TLS1_2\x10\x01\x12\n" +
 	"\n" +
-	"\x06TLS1_3\x10\x02\"\x9a\x02\n" +
+	"\x06TLS1_3\x10\x02\"\xba\x02\n" +
 	"\rAdminListener\x12 \n" +
 	"\aaddress\x18\x01 \x01(\tB\x06\xa2\xb8\x19\x020\x06R\aaddress\x12E\n" +
 	"\bapi_keys\x18\x02 \x03(\v2\x19.pingora_config.v1.ApiKeyB\x0f\xa2\xb8\x19\v\xa8\x01\x80\x02\xba\x01\x04nameR\aapiKeys\x12D\n" +
 	"\x14cors_allowed_origins\x18\x03 \x03(\tB\x12\xa2\xb8\x19\x0e\xa8\x01@\xb0\x01\x01\xc2\x01\x05\x18\x80\x100\aR\x12corsAllowedOrigins\x12\x1e\n" +
 	"\bserve_ui\x18\x04 \x01(\bH\x00R\aserveUi\x88\x01\x01\x12-\n" +
-	"\x03tls\x18\x05 \x01(\v2\x1b.pingora_config.v1.AdminTlsR\x03tlsB\v\n" +
+	"\x03tls\x18\x05 \x01(\v2\x1b.pingora_config.v1.AdminTlsR\x03tls\x12\x1e\n" +
+	"\x06ui_dir\x18\x06 \x01(\tB\a\xa2\xb8\x19\x03\x18\x80 R\x05uiDirB\v\n" +
 	"\t_serve_ui\"\xba\x01\n" +
 	"\x06ApiKey\x12\x1c\n" +
 	"\x04name\x18\x01 \x01(\tB\b\xa2\xb8\x19\x04\b\x010\vR\x04name\x12 \n" +

@@ -65,7 +65,7 @@ impl Writer {
         if config == *before.config {
             return Ok(Written { after: before.clone(), before });
         }
-        let snapshot = self.check(config).await?;
+        let snapshot = self.check_against(config, Some(before.config.clone())).await?;
         let config = (*snapshot.config).clone();
         match self.store.commit(before.revision, config, snapshot).await {
             Ok(after) => Ok(Written { before, after }),
@@ -79,11 +79,18 @@ impl Writer {
 
     /// Validates a whole config and compiles it, off the async workers.
     pub async fn check(&self, config: v1::Config) -> Result<Snapshot, Status> {
+        self.check_against(config, None).await
+    }
+
+    /// [`Writer::check`] for a change of `before`: a reference left dangling
+    /// by removing its target is told apart from a new reference to
+    /// something that does not exist.
+    async fn check_against(&self, config: v1::Config, before: Option<Arc<v1::Config>>) -> Result<Snapshot, Status> {
         let previous = self.live.load();
         let defaults = self.defaults;
         tokio::task::spawn_blocking(move || {
             if let Err(report) = pingora_config::validate_message(&config, "grpc") {
-                return Err(rejected(&config, &violations(&report)));
+                return Err(rejected_change(&config, before.as_deref(), &violations(&report)));
             }
             Snapshot::build(config, defaults, Some(&previous)).map_err(|e| {
                 let v =
@@ -117,6 +124,45 @@ pub fn rejected(config: &v1::Config, violations: &[v1::Violation]) -> Status {
     } else {
         error(Code::InvalidArgument, violations, None)
     }
+}
+
+/// [`rejected`] for a change of `before`. When the resources holding the
+/// dangling references are unchanged, the change removed what they refer
+/// to: "still referred to by ...". When the change itself wrote a
+/// reference to something missing, the message is that violation's
+/// ("upstream `x` does not exist").
+pub fn rejected_change(config: &v1::Config, before: Option<&v1::Config>, violations: &[v1::Violation]) -> Status {
+    let Some(before) = before else { return rejected(config, violations) };
+    if violations.is_empty() || !violations.iter().all(|v| v.rule == "ref") {
+        return error(Code::InvalidArgument, violations, None);
+    }
+    let old = super::store::resources(before);
+    let new = super::store::resources(config);
+    let unchanged =
+        |path: &str| resource_key(config, path).is_some_and(|k| old.get(&k).is_some() && old.get(&k) == new.get(&k));
+    if violations.iter().all(|v| unchanged(&v.path)) {
+        rejected(config, violations)
+    } else {
+        error(Code::FailedPrecondition, violations, None)
+    }
+}
+
+/// The resource a violation path is in: `routes[2].upstream_id` -> (Route, id).
+fn resource_key(config: &v1::Config, path: &str) -> Option<super::store::Key> {
+    use v1::resource::Kind;
+    let head = path.split('.').next().unwrap_or(path);
+    let (collection, index) = head.strip_suffix(']').and_then(|h| h.split_once('['))?;
+    let i: usize = index.parse().ok()?;
+    Some(match collection {
+        "routes" => (Kind::Route, config.routes.get(i)?.id.clone()),
+        "services" => (Kind::Service, config.services.get(i)?.id.clone()),
+        "upstreams" => (Kind::Upstream, config.upstreams.get(i)?.id.clone()),
+        "consumers" => (Kind::Consumer, config.consumers.get(i)?.username.clone()),
+        "ssls" => (Kind::Ssl, config.ssls.get(i)?.id.clone()),
+        "global_rules" => (Kind::GlobalRule, config.global_rules.get(i)?.id.clone()),
+        "plugin_configs" => (Kind::PluginConfig, config.plugin_configs.get(i)?.id.clone()),
+        _ => return None,
+    })
 }
 
 /// `routes[2].upstream_id` -> `route "orders-api"`.

@@ -344,6 +344,8 @@ fn rejected_writes_say_why_and_change_nothing() {
             .expect_err("ref");
         assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
         assert_eq!(e.get_details_bad_request().expect("details").field_violations[0].field, "routes[1].upstream_id");
+        // The message says what is missing, not who refers to it.
+        assert!(e.message().contains("does not exist") && !e.message().contains("referred"), "{}", e.message());
         // Deleting a referenced upstream: FAILED_PRECONDITION naming the route.
         let u = api.res.get_upstream(v1::GetUpstreamRequest { id: "u".into() }).await.expect("get").into_inner();
         let rev = u.meta.expect("meta").revision;

@@ -139,7 +139,7 @@ pub fn rejected_change(config: &v1::Config, before: Option<&v1::Config>, violati
     let old = super::store::resources(before);
     let new = super::store::resources(config);
     let unchanged =
-        |path: &str| resource_key(config, path).is_some_and(|k| old.get(&k).is_some() && old.get(&k) == new.get(&k));
+        |path: &str| resource_key(config, path).is_some_and(|k| old.contains_key(&k) && old.get(&k) == new.get(&k));
     if violations.iter().all(|v| unchanged(&v.path)) {
         rejected(config, violations)
     } else {

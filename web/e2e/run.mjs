@@ -1,9 +1,9 @@
 // Browser tests of the admin UI against a real gateway process.
 //
 // Starts the gateway binary (GATEWAY_BIN, built by `make test-web`) with a
-// file store, an admin listener with an EDITOR and a VIEWER key and CORS
-// for the UI's origin; a plain HTTP upstream; and a static server for
-// web/dist. Then drives Debian's Chromium (installed with apt-get when
+// file store and an admin listener with an EDITOR and a VIEWER key that
+// serves web/dist at /ui/ (as `make run` does), and a plain HTTP upstream.
+// Then drives Debian's Chromium (installed with apt-get when
 // /usr/bin/chromium is missing) with playwright-core, which downloads no
 // browser of its own. Screenshots go to web/test-artifacts/.
 //
@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, extname, join, normalize } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
@@ -66,26 +66,7 @@ function listen(server) {
 
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml" };
 
-/** web/dist under /ui/, as the admin listener is to serve it. */
-function staticServer() {
-  return http.createServer((req, res) => {
-    const url = new URL(req.url, "http://x");
-    if (!url.pathname.startsWith("/ui/")) {
-      res.writeHead(302, { location: "/ui/" }).end();
-      return;
-    }
-    let rel = normalize(decodeURIComponent(url.pathname.slice("/ui/".length))).replace(/^(\.\.[/\\])+/, "");
-    if (rel === "" || rel === ".") rel = "index.html";
-    const file = join(dist, rel);
-    if (!file.startsWith(dist) || !existsSync(file)) {
-      res.writeHead(404).end("not found");
-      return;
-    }
-    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" }).end(readFileSync(file));
-  });
-}
-
-async function startGateway(uiOrigin) {
+async function startGateway() {
   const bin = process.env.GATEWAY_BIN;
   if (!bin || !existsSync(bin)) throw new Error(`GATEWAY_BIN must name the gateway binary (got ${bin})`);
   const dir = mkdtempSync(join(tmpdir(), "pingora-config-web-e2e-"));
@@ -106,7 +87,8 @@ async function startGateway(uiOrigin) {
       "  api_keys:",
       `    - { name: e2e-editor, key: "${EDITOR_KEY}", role: EDITOR }`,
       `    - { name: e2e-viewer, key: "${VIEWER_KEY}", role: VIEWER }`,
-      `  cors_allowed_origins: ["${uiOrigin}"]`,
+      // The gateway serves the built UI itself, same origin as the API.
+      `  ui_dir: "${dist}"`,
       "metrics: { path: /metrics }",
       "",
     ].join("\n"),
@@ -165,10 +147,8 @@ async function main() {
 
   const upstream = http.createServer((req, res) => res.writeHead(200, { "content-type": "text/plain" }).end(`hello from the e2e upstream: ${req.url}\n`));
   const upstreamPort = await listen(upstream);
-  const ui = staticServer();
-  const uiPort = await listen(ui);
-  const uiOrigin = `http://127.0.0.1:${uiPort}`;
-  const gw = await startGateway(uiOrigin);
+  const gw = await startGateway();
+  const uiOrigin = gw.admin;
   const launched = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
   // Fail a step in 10 s rather than Playwright's 30.
   const browser = {
@@ -422,7 +402,6 @@ async function main() {
     gw.child.kill("SIGTERM");
     await new Promise((r) => (gw.child.exitCode !== null ? r() : gw.child.on("exit", r)));
     upstream.close();
-    ui.close();
     if (results.some((r) => !r.ok)) {
       writeFileSync(join(artifacts, "gateway.log"), gw.output());
       console.log(`gateway log: ${join(artifacts, "gateway.log")}`);

@@ -248,7 +248,10 @@ impl Admin {
             router = router
                 .nest_service("/ui/", files)
                 .route("/ui", axum::routing::get(|| async { axum::response::Redirect::permanent("/ui/") }))
-                .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/ui/") }));
+                .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/ui/") }))
+                // Browsers ask for it on every page; without this the
+                // grpc-web layer would answer 400.
+                .route("/favicon.ico", axum::routing::get(|| async { http::StatusCode::NO_CONTENT }));
         }
         Ok(tonic::service::Routes::from(router))
     }

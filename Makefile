@@ -35,12 +35,20 @@ gen: tools
 check-gen: tools
 	$(CARGO) run -q -p pingora-config-codegen --bin codegen -- --check
 
-## Fail on a wire/JSON breaking change of proto/ against main (the merge
-## base), or against BREAKING_AGAINST=<git ref>.
+## Fail on a wire/JSON breaking change of proto/: on a branch, against its
+## merge base with main; on main itself (CI on a landing), against the
+## previous commit; or against BREAKING_AGAINST=<git ref>. Skipped, with a
+## notice, when there is no history to compare with (a shallow clone).
 check-breaking:
-	@if [ -z "$(BREAKING_AGAINST)" ] && ! git rev-parse -q --verify main >/dev/null; then \
-	  echo "check-breaking: no local branch main to compare with (set BREAKING_AGAINST=<ref>); skipped"; exit 0; fi; \
-	$(CARGO) run -q -p pingora-config-codegen --bin codegen -- breaking $(if $(BREAKING_AGAINST),--against $(BREAKING_AGAINST))
+	@against="$(BREAKING_AGAINST)"; \
+	if [ -z "$$against" ]; then \
+	  branch=$$(git rev-parse --abbrev-ref HEAD 2>/dev/null); \
+	  if [ "$$branch" != main ] && git rev-parse -q --verify main >/dev/null; then against=$$(git merge-base main HEAD); \
+	  elif git rev-parse -q --verify HEAD~1 >/dev/null; then against=HEAD~1; \
+	  else echo "check-breaking: no earlier commit to compare with (shallow clone?); set BREAKING_AGAINST=<ref>; skipped"; exit 0; fi; \
+	fi; \
+	echo "check-breaking: proto/ against $$against"; \
+	$(CARGO) run -q -p pingora-config-codegen --bin codegen -- breaking --against "$$against"
 
 ## The Go client: vet, gofmt, and its tests (the shared corpus).
 test-go:

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	pingoraconfigv1 "github.com/pingora-config/pingora-config/clients/go/pingoraconfig/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -677,6 +678,32 @@ func (c *Client) ListNodes(ctx context.Context, opts ...grpc.CallOption) (*pingo
 // ErrResyncRequired is returned by Watch after it passed on a
 // resync_required event.
 var ErrResyncRequired = errors.New("pingoraconfig: watch: resync required: list again and watch from its revision + 1")
+
+// IsConflict reports whether err is the ABORTED status of a write whose
+// expected revision is stale: the resource (or, for Apply, the config)
+// changed since it was read. Read it again, reapply the change and retry.
+func IsConflict(err error) bool {
+	return status.Code(err) == codes.Aborted
+}
+
+// FieldViolations returns the google.rpc.BadRequest field violations that
+// a rejected write carries (INVALID_ARGUMENT for a rule of the schema,
+// FAILED_PRECONDITION for a reference to nothing): one per offending field,
+// its path in the stored config (for example `routes[3].uris[0]`) and why.
+// Nil when err carries none.
+func FieldViolations(err error) []*errdetails.BadRequest_FieldViolation {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	var out []*errdetails.BadRequest_FieldViolation
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			out = append(out, br.GetFieldViolations()...)
+		}
+	}
+	return out
+}
 
 // retryable tells whether a broken stream is worth reconnecting.
 func retryable(err error) bool {

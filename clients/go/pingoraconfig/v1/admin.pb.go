@@ -4615,8 +4615,10 @@ type Event_Node struct {
 
 type Event_ResyncRequired struct {
 	// The requested `start_revision` is older than the history the store
-	// keeps. Sent alone, then the stream ends: list again and watch from the
-	// listing's `revision + 1`.
+	// keeps, or the watcher read too slowly to keep up. Sent alone, then the
+	// stream ends: list again and watch from the listing's `revision + 1`.
+	// The file store keeps the last 10000 resource events in memory, since
+	// the gateway started: after a restart only newer revisions replay.
 	ResyncRequired *ResyncRequired `protobuf:"bytes,13,opt,name=resync_required,json=resyncRequired,proto3,oneof"`
 }
 

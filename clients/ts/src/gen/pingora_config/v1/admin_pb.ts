@@ -2303,8 +2303,10 @@ export type Event = Message<"pingora_config.v1.Event"> & {
   } | {
     /**
      * The requested `start_revision` is older than the history the store
-     * keeps. Sent alone, then the stream ends: list again and watch from the
-     * listing's `revision + 1`.
+     * keeps, or the watcher read too slowly to keep up. Sent alone, then the
+     * stream ends: list again and watch from the listing's `revision + 1`.
+     * The file store keeps the last 10000 resource events in memory, since
+     * the gateway started: after a restart only newer revisions replay.
      *
      * @generated from field: pingora_config.v1.ResyncRequired resync_required = 13;
      */

@@ -11,7 +11,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts run validate bench bench-config
+.PHONY: all build gateway-bin tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts run validate bench bench-config
 
 all: build
 
@@ -39,14 +39,24 @@ check-breaking:
 	  echo "check-breaking: no local branch main to compare with (set BREAKING_AGAINST=<ref>); skipped"; exit 0; fi; \
 	$(CARGO) run -q -p pingora-config-codegen --bin codegen -- breaking $(if $(BREAKING_AGAINST),--against $(BREAKING_AGAINST))
 
-## The Go client: vet, gofmt, and its tests (the shared corpus).
-test-go:
+## The gateway binary (debug) that the Go and TS integration tests start, at
+## GATEWAY_BIN; a no-op when `make test-rust` already built it.
+GATEWAY_BIN ?= $(abspath $(or $(CARGO_TARGET_DIR),target)/debug/gateway)
+export GATEWAY_BIN
+
+gateway-bin:
+	$(CARGO) build -p pingora-config-gateway --bin gateway
+
+## The Go client: vet, gofmt, and its tests (the shared corpus; the facade
+## against a real gateway).
+test-go: gateway-bin
 	cd clients/go && go vet ./...
 	@out=$$(gofmt -l clients/go); if [ -n "$$out" ]; then echo "gofmt: these need formatting:"; echo "$$out"; exit 1; fi
 	cd clients/go && go test ./...
 
-## The TS client: type check and the corpus test (npm ci runs in `make tools`).
-test-ts: tools
+## The TS client: type check, the corpus test and the facade against a real
+## gateway over grpc-web and gRPC (npm ci runs in `make tools`).
+test-ts: tools gateway-bin
 	cd clients/ts && npx --no-install tsc --noEmit && npm test --silent
 
 fmt:

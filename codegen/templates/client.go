@@ -201,7 +201,12 @@ func (c *Client) {{ p.go_name }}(ctx context.Context, {{ p.go_params() }}opts ..
 // with backoff and resumes at the revision of the last resource event it
 // passed on: one write of several resources shares a revision, so it asks for
 // that revision again and drops the events it already delivered (by id).
-// Before any resource event it resumes at req's start_revision. After a
+// Before any resource event it resumes at req's start_revision. When the
+// gateway restarted and holds every revision after that last one but no
+// longer that one (the file store keeps its history in memory), it resumes
+// at the next revision instead: nothing written since is lost, but events of
+// that last revision that had not arrived when the stream broke cannot be
+// replayed (a write's events are sent together). After any other
 // resync_required event it returns ErrResyncRequired: the store no longer
 // holds the history; list again and watch from the listing's revision + 1.
 {%- if !m.comment.is_empty() %}
@@ -219,13 +224,20 @@ func (c *Client) {{ m.helper }}(ctx context.Context, req *pingoraconfigv1.{{ m.i
 	var last int64
 	seen := map[string]bool{}
 	for {
-		stream, err := c.{{ s.name }}.{{ m.rpc }}(ctx, next, opts...)
+		attempt, cancel := context.WithCancel(ctx)
+		stream, err := c.{{ s.name }}.{{ m.rpc }}(attempt, next, opts...)
+		resume := false
 		for err == nil {
 			var ev *pingoraconfigv1.{{ m.output.go }}
 			if ev, err = stream.Recv(); err != nil {
 				break
 			}
 			backoff = c.backoff.Initial
+			if rs := ev.GetResyncRequired(); rs != nil && last > 0 && rs.GetOldestRevision() == last+1 {
+				next.StartRevision = last + 1
+				resume = true
+				break
+			}
 			if ev.GetResource() != nil {
 				if ev.GetRevision() == last && seen[ev.GetId()] {
 					continue
@@ -238,11 +250,17 @@ func (c *Client) {{ m.helper }}(ctx context.Context, req *pingoraconfigv1.{{ m.i
 				next.StartRevision = last
 			}
 			if err := handle(ev); err != nil {
+				cancel()
 				return err
 			}
 			if ev.GetResyncRequired() != nil {
+				cancel()
 				return ErrResyncRequired
 			}
+		}
+		cancel()
+		if resume {
+			continue
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

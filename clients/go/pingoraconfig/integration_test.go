@@ -635,23 +635,26 @@ func TestAuth(t *testing.T) {
 
 // events collects what Watch passes on, in a goroutine, until the test ends.
 type events struct {
-	ch   chan *pc.Event
-	done chan error
+	ch       chan *pc.Event
+	finished chan struct{} // closed when Watch returned
+	err      error         // what it returned
 }
 
 func watch(t *testing.T, c *pingoraconfig.Client, req *pc.WatchRequest) *events {
 	ctx, cancel := context.WithCancel(context.Background())
-	ev := &events{ch: make(chan *pc.Event, 1024), done: make(chan error, 1)}
+	ev := &events{ch: make(chan *pc.Event, 1024), finished: make(chan struct{})}
 	go func() {
-		ev.done <- c.Watch(ctx, req, func(e *pc.Event) error {
+		defer close(ev.finished)
+		ev.err = c.Watch(ctx, req, func(e *pc.Event) error {
 			ev.ch <- e
 			return nil
 		})
 	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-ev.done; !errors.Is(err, context.Canceled) {
-			t.Errorf("watch ended with %v", err)
+		<-ev.finished
+		if !errors.Is(ev.err, context.Canceled) {
+			t.Errorf("watch ended with %v", ev.err)
 		}
 	})
 	return ev
@@ -667,8 +670,8 @@ func (ev *events) next(t *testing.T, what string, match func(*pc.Event) bool) *p
 			if match(e) {
 				return e
 			}
-		case err := <-ev.done:
-			t.Fatalf("watch ended (%v) before %s", err, what)
+		case <-ev.finished:
+			t.Fatalf("watch ended (%v) before %s", ev.err, what)
 		case <-timeout:
 			t.Fatalf("no event: %s", what)
 		}
@@ -720,4 +723,45 @@ func TestWatchOfAViewerWithAWrongKeyFailsAtOnce(t *testing.T) {
 	c := dial(t, "not-a-key-of-this-gateway")
 	err := c.Watch(ctx, &pc.WatchRequest{}, func(*pc.Event) error { return nil })
 	wantCode(t, err, codes.Unauthenticated, "watch with a wrong key")
+}
+
+func TestWatchResumesAcrossAGatewayRestart(t *testing.T) {
+	if gw == nil {
+		t.Skip("-short: no gateway")
+	}
+	// A gateway of its own: this test restarts it.
+	g := gatewaytest.StartT(t, gatewaytest.Options{})
+	ctx := testContext(t)
+	dialG := func(key string) *pingoraconfig.Client {
+		c, err := pingoraconfig.Dial(ctx, g.AdminAddr, pingoraconfig.WithInsecure(), pingoraconfig.WithAPIKey(key),
+			pingoraconfig.WithWatchBackoff(pingoraconfig.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	editor, viewer := dialG(gatewaytest.EditorKey), dialG(gatewaytest.ViewerKey)
+	_, port := origin(t, "restarted")
+	before, err := editor.CreateUpstream(ctx, fromJSON[pc.Upstream](t, upstreamJSON("before", port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := watch(t, viewer, &pc.WatchRequest{StartRevision: before.GetMeta().GetRevision()})
+	ev.next(t, "the replayed creation", func(e *pc.Event) bool { return e.GetResource().GetId() == "before" })
+
+	// The file store's history is in memory: after the restart the gateway
+	// holds no revision up to `before`, only those after it. Watch resumes
+	// there instead of asking for a resync.
+	if err := g.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := editor.CreateUpstream(ctx, fromJSON[pc.Upstream](t, upstreamJSON("after", port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ev.next(t, "the creation after the restart", func(e *pc.Event) bool { return e.GetResource().GetId() == "after" })
+	if e.GetRevision() != after.GetMeta().GetRevision() {
+		t.Fatalf("event %v", e)
+	}
 }

@@ -57,21 +57,18 @@ function accepts(port: number): Promise<boolean> {
 
 /** One running gateway process. */
 export class Gateway {
-  private exited = false;
+  private child: ChildProcess | undefined;
+  private exited = true;
 
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly bin: string,
     /** Holds gateway.yaml, config.yaml and gateway.log. */
     readonly dir: string,
     /** The data plane listener's port. */
     readonly httpPort: number,
     /** The admin listener's port (gRPC, grpc-web). */
     readonly adminPort: number,
-  ) {
-    child.once("exit", () => {
-      this.exited = true;
-    });
-  }
+  ) {}
 
   /** The admin listener's base URL, `http://127.0.0.1:<port>`. */
   get adminUrl(): string {
@@ -114,40 +111,63 @@ admin:
     - { name: viewer, key: ${VIEWER_KEY}, role: VIEWER }
 `,
     );
-    const log = openSync(join(dir, "gateway.log"), "w");
-    const child = spawn(
-      bin,
-      ["run", "--bootstrap", join(dir, "gateway.yaml"), "--pid-file", join(dir, "gateway.pid"), "--upgrade-sock", join(dir, "upgrade.sock")],
-      { cwd: dir, stdio: ["ignore", log, log], env: { ...process.env, RUST_LOG: "info" } },
-    );
-    closeSync(log);
-    const gw = new Gateway(child, dir, httpPort, adminPort);
-    // Killed with this process too, however it ends.
-    const kill = () => gw.child.kill("SIGKILL");
-    process.once("exit", kill);
-    child.once("exit", () => process.removeListener("exit", kill));
-    const deadline = Date.now() + 30_000;
-    for (const port of [adminPort, httpPort]) {
-      while (!(await accepts(port))) {
-        if (gw.exited || Date.now() > deadline) {
-          const why = gw.exited ? "exited" : "did not listen within 30s";
-          const text = gw.log();
-          await gw.stop();
-          throw new Error(`the gateway ${why} (port ${port}):\n${text}`);
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
+    const gw = new Gateway(bin, dir, httpPort, adminPort);
+    try {
+      await gw.spawn();
+    } catch (err) {
+      await gw.stop();
+      throw err;
     }
     return gw;
   }
 
-  /** Kills the gateway (SIGKILL), waits for it and removes its directory. */
-  async stop(): Promise<void> {
-    if (!this.exited) {
-      const exited = new Promise((r) => this.child.once("exit", r));
-      this.child.kill("SIGKILL");
+  private async spawn(): Promise<void> {
+    const log = openSync(join(this.dir, "gateway.log"), "a");
+    const child = spawn(
+      this.bin,
+      ["run", "--bootstrap", join(this.dir, "gateway.yaml"), "--pid-file", join(this.dir, "gateway.pid"), "--upgrade-sock", join(this.dir, "upgrade.sock")],
+      { cwd: this.dir, stdio: ["ignore", log, log], env: { ...process.env, RUST_LOG: "info" } },
+    );
+    closeSync(log);
+    this.child = child;
+    this.exited = false;
+    // Killed with this process too, however it ends.
+    const kill = () => child.kill("SIGKILL");
+    process.once("exit", kill);
+    child.once("exit", () => {
+      this.exited = true;
+      process.removeListener("exit", kill);
+    });
+    const deadline = Date.now() + 30_000;
+    for (const port of [this.adminPort, this.httpPort]) {
+      while (!(await accepts(port))) {
+        if (this.exited || Date.now() > deadline) {
+          const why = this.exited ? "exited" : "did not listen within 30s";
+          throw new Error(`the gateway ${why} (port ${port}):\n${this.log()}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  private async kill(): Promise<void> {
+    const child = this.child;
+    if (child && !this.exited) {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
       await exited;
     }
+  }
+
+  /** Kills the gateway (as a crash would) and starts it again on the same directory, files and ports. */
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.spawn();
+  }
+
+  /** Kills the gateway (SIGKILL), waits for it and removes its directory. */
+  async stop(): Promise<void> {
+    await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -222,6 +222,31 @@ for (const [name, dial] of transports) {
       await rejects(dial(gw.adminUrl, { apiKey: "not-a-key-of-this-gateway" }).export(), Code.Unauthenticated, "a wrong key");
     });
 
+    test("watch resumes across a gateway restart", async () => {
+      // A gateway of its own: this test restarts it.
+      const own = await Gateway.start();
+      try {
+        const watchBackoff = { initialMs: 20, maxMs: 200 };
+        const writer = dial(own.adminUrl, { apiKey: EDITOR_KEY });
+        const watcher = dial(own.adminUrl, { apiKey: VIEWER_KEY, watchBackoff });
+        const before = await writer.createUpstream(upstream("before"));
+        const events = collect(watcher, { startRevision: before.meta?.revision ?? 0n });
+        try {
+          await events.next("the replayed creation", (e) => e.payload.case === "resource" && e.payload.value.id === "before");
+          // The file store's history is in memory: after the restart the
+          // gateway holds only the revisions after `before`; watch resumes there.
+          await own.restart();
+          const after = await writer.createUpstream(upstream("after"));
+          const ev = await events.next("the creation after the restart", (e) => e.payload.case === "resource" && e.payload.value.id === "after");
+          assert.equal(ev.revision, after.meta?.revision);
+        } finally {
+          await events.stop();
+        }
+      } finally {
+        await own.stop();
+      }
+    });
+
     test("watch (server streaming) sees another client's writes and resumes from a revision", async () => {
       const [writer, watcher] = [editor(), viewer()];
       const { revision } = await watcher.listAllUpstreams();

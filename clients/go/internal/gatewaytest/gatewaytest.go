@@ -48,6 +48,8 @@ type Gateway struct {
 	// AdminAddr is the admin listener (gRPC, grpc-web), 127.0.0.1:<port>.
 	AdminAddr string
 
+	bin     string
+	timeout time.Duration
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
@@ -121,7 +123,7 @@ func Start(opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{Dir: dir, ConfigPath: filepath.Join(dir, "config.yaml"), logPath: filepath.Join(dir, "gateway.log"), exited: make(chan struct{})}
+	g := &Gateway{Dir: dir, ConfigPath: filepath.Join(dir, "config.yaml"), logPath: filepath.Join(dir, "gateway.log")}
 	fail := func(err error) (*Gateway, error) {
 		g.Stop()
 		return nil, err
@@ -154,31 +156,41 @@ admin:
 	if err := os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(bootstrap), 0o600); err != nil {
 		return fail(err)
 	}
-	log, err := os.Create(g.logPath)
-	if err != nil {
+	g.bin, g.timeout = bin, opts.StartTimeout
+	if g.timeout == 0 {
+		g.timeout = 30 * time.Second
+	}
+	if err := g.spawn(); err != nil {
 		return fail(err)
 	}
+	return g, nil
+}
+
+// spawn runs the gateway on g.Dir and waits for both listeners.
+func (g *Gateway) spawn() error {
+	log, err := os.OpenFile(g.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
 	defer log.Close()
-	g.cmd = exec.Command(bin, "run",
-		"--bootstrap", filepath.Join(dir, "gateway.yaml"),
-		"--pid-file", filepath.Join(dir, "gateway.pid"),
-		"--upgrade-sock", filepath.Join(dir, "upgrade.sock"))
-	g.cmd.Dir = dir
-	g.cmd.Stdout, g.cmd.Stderr = log, log
-	g.cmd.Env = append(os.Environ(), "RUST_LOG=info")
-	dieWithParent(g.cmd)
-	if err := g.cmd.Start(); err != nil {
-		return fail(fmt.Errorf("gatewaytest: start %s: %w", bin, err))
+	cmd := exec.Command(g.bin, "run",
+		"--bootstrap", filepath.Join(g.Dir, "gateway.yaml"),
+		"--pid-file", filepath.Join(g.Dir, "gateway.pid"),
+		"--upgrade-sock", filepath.Join(g.Dir, "upgrade.sock"))
+	cmd.Dir = g.Dir
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), "RUST_LOG=info")
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("gatewaytest: start %s: %w", g.bin, err)
 	}
+	exited := make(chan struct{})
+	g.cmd, g.exited = cmd, exited
 	go func() {
-		g.waitErr = g.cmd.Wait()
-		close(g.exited)
+		g.waitErr = cmd.Wait()
+		close(exited)
 	}()
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(g.timeout)
 	for _, addr := range []string{g.AdminAddr, g.HTTPAddr} {
 		for {
 			conn, err := net.DialTimeout("tcp", addr, time.Second)
@@ -187,16 +199,30 @@ admin:
 				break
 			}
 			select {
-			case <-g.exited:
-				return fail(fmt.Errorf("gatewaytest: the gateway exited (%v) before listening on %s:\n%s", g.waitErr, addr, g.Log()))
+			case <-exited:
+				return fmt.Errorf("gatewaytest: the gateway exited (%v) before listening on %s:\n%s", g.waitErr, addr, g.Log())
 			case <-time.After(50 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
-				return fail(fmt.Errorf("gatewaytest: the gateway did not listen on %s within %s:\n%s", addr, timeout, g.Log()))
+				return fmt.Errorf("gatewaytest: the gateway did not listen on %s within %s:\n%s", addr, g.timeout, g.Log())
 			}
 		}
 	}
-	return g, nil
+	return nil
+}
+
+// Restart kills the gateway (as a crash would) and starts it again on the
+// same directory, files and ports.
+func (g *Gateway) Restart() error {
+	g.kill()
+	return g.spawn()
+}
+
+func (g *Gateway) kill() {
+	if g.cmd != nil && g.cmd.Process != nil {
+		_ = g.cmd.Process.Kill()
+		<-g.exited
+	}
 }
 
 // StartT is Start for one test: it fails the test when the gateway does not
@@ -236,10 +262,7 @@ func (g *Gateway) LogTail(n int) string {
 // test), waits for it and removes its directory. Safe to call twice.
 func (g *Gateway) Stop() {
 	g.stop.Do(func() {
-		if g.cmd != nil && g.cmd.Process != nil {
-			_ = g.cmd.Process.Kill()
-			<-g.exited
-		}
+		g.kill()
 		_ = os.RemoveAll(g.Dir)
 	})
 }

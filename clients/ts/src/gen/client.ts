@@ -194,8 +194,13 @@ export class PingoraConfigClient {
    * When the stream breaks it reconnects with backoff and resumes at the
    * revision of the last resource event yielded: one write of several
    * resources shares a revision, so it asks for that revision again and
-   * drops the events already yielded (by id). After a `resyncRequired` event
-   * it throws {@link ResyncRequiredError}: list again and watch from the
+   * drops the events already yielded (by id). When the gateway restarted
+   * and holds every revision after that last one but no longer that one (the
+   * file store keeps its history in memory), it resumes at the next revision
+   * instead: nothing written since is lost, but events of that last revision
+   * that had not arrived when the stream broke cannot be replayed (a write's
+   * events are sent together). After any other `resyncRequired` event it
+   * throws {@link ResyncRequiredError}: list again and watch from the
    * listing's `revision + 1n`.
    * Streams events as they happen: config changes, upstream health
    * transitions and nodes joining or leaving. With `start_revision`, first
@@ -216,8 +221,14 @@ export class PingoraConfigClient {
     const seen = new Set<string>();
     for (;;) {
       try {
+        let resume = false;
         for await (const ev of this.eventService.watch(next, options)) {
           backoff = this.backoff.initialMs;
+          if (ev.payload.case === "resyncRequired" && last > 0n && ev.payload.value.oldestRevision === last + 1n) {
+            next.startRevision = last + 1n;
+            resume = true;
+            break;
+          }
           if (ev.payload.case === "resource") {
             if (ev.revision === last && seen.has(ev.id)) {
               continue;
@@ -233,6 +244,9 @@ export class PingoraConfigClient {
           if (ev.payload.case === "resyncRequired") {
             throw new ResyncRequiredError();
           }
+        }
+        if (resume) {
+          continue;
         }
       } catch (err) {
         if (err instanceof ResyncRequiredError || options?.signal?.aborted) {

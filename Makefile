@@ -14,7 +14,7 @@ CARGO ?= cargo
 GATEWAY_BIN ?= $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/gateway
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run validate bench bench-config
+.PHONY: all build gateway-bin tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run validate bench bench-config
 
 all: build
 
@@ -50,14 +50,23 @@ check-breaking:
 	echo "check-breaking: proto/ against $$against"; \
 	$(CARGO) run -q -p pingora-config-codegen --bin codegen -- breaking --against "$$against"
 
-## The Go client: vet, gofmt, and its tests (the shared corpus).
-test-go:
+## The gateway binary (debug) that the Go, TS and browser tests start, at
+## GATEWAY_BIN; a no-op when `make test-rust` already built it.
+export GATEWAY_BIN
+
+gateway-bin:
+	$(CARGO) build -p pingora-config-gateway --bin gateway
+
+## The Go client: vet, gofmt, and its tests (the shared corpus; the facade
+## against a real gateway).
+test-go: gateway-bin
 	cd clients/go && go vet ./...
 	@out=$$(gofmt -l clients/go); if [ -n "$$out" ]; then echo "gofmt: these need formatting:"; echo "$$out"; exit 1; fi
 	cd clients/go && go test ./...
 
-## The TS client: type check and the corpus test (npm ci runs in `make tools`).
-test-ts: tools
+## The TS client: type check, the corpus test and the facade against a real
+## gateway over grpc-web and gRPC (npm ci runs in `make tools`).
+test-ts: tools gateway-bin
 	cd clients/ts && npx --no-install tsc --noEmit && npm test --silent
 
 ## The web UI's pinned npm dependencies (npm ci when the lock changed).
@@ -72,9 +81,8 @@ web: web-deps
 ## The web UI's tests: the form generator's component tests (vitest, jsdom),
 ## then the browser tests (Debian's Chromium, installed by the test when
 ## missing, driven by playwright-core) against the real gateway binary.
-test-web: web
+test-web: web gateway-bin
 	cd web && npm test --silent
-	$(CARGO) build -q -p pingora-config-gateway --bin gateway
 	cd web && GATEWAY_BIN="$(GATEWAY_BIN)" node e2e/run.mjs
 
 fmt:

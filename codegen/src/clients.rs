@@ -404,8 +404,16 @@ impl Pager {
         self.params.iter().map(|p| format!(", {}: {}", p.go_field, p.go_param)).collect()
     }
 
+    /// A list parameter (the label selector) defaults to empty, so that
+    /// `listAllRoutes()` lists everything.
     fn ts_params(&self) -> String {
-        self.params.iter().map(|p| format!("{}: {}, ", p.ts_name, p.ts_type)).collect()
+        self.params
+            .iter()
+            .map(|p| {
+                let default = if p.ts_type.ends_with("[]") { " = []" } else { "" };
+                format!("{}: {}{default}, ", p.ts_name, p.ts_type)
+            })
+            .collect()
     }
 
     fn ts_fields(&self) -> String {

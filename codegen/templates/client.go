@@ -19,6 +19,7 @@ import (
 	"time"
 
 	pingoraconfigv1 "github.com/pingora-config/pingora-config/clients/go/pingoraconfig/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -200,7 +201,12 @@ func (c *Client) {{ p.go_name }}(ctx context.Context, {{ p.go_params() }}opts ..
 // with backoff and resumes at the revision of the last resource event it
 // passed on: one write of several resources shares a revision, so it asks for
 // that revision again and drops the events it already delivered (by id).
-// Before any resource event it resumes at req's start_revision. After a
+// Before any resource event it resumes at req's start_revision. When the
+// gateway restarted and holds every revision after that last one but no
+// longer that one (the file store keeps its history in memory), it resumes
+// at the next revision instead: nothing written since is lost, but events of
+// that last revision that had not arrived when the stream broke cannot be
+// replayed (a write's events are sent together). After any other
 // resync_required event it returns ErrResyncRequired: the store no longer
 // holds the history; list again and watch from the listing's revision + 1.
 {%- if !m.comment.is_empty() %}
@@ -218,13 +224,20 @@ func (c *Client) {{ m.helper }}(ctx context.Context, req *pingoraconfigv1.{{ m.i
 	var last int64
 	seen := map[string]bool{}
 	for {
-		stream, err := c.{{ s.name }}.{{ m.rpc }}(ctx, next, opts...)
+		attempt, cancel := context.WithCancel(ctx)
+		stream, err := c.{{ s.name }}.{{ m.rpc }}(attempt, next, opts...)
+		resume := false
 		for err == nil {
 			var ev *pingoraconfigv1.{{ m.output.go }}
 			if ev, err = stream.Recv(); err != nil {
 				break
 			}
 			backoff = c.backoff.Initial
+			if rs := ev.GetResyncRequired(); rs != nil && last > 0 && rs.GetOldestRevision() == last+1 {
+				next.StartRevision = last + 1
+				resume = true
+				break
+			}
 			if ev.GetResource() != nil {
 				if ev.GetRevision() == last && seen[ev.GetId()] {
 					continue
@@ -237,11 +250,17 @@ func (c *Client) {{ m.helper }}(ctx context.Context, req *pingoraconfigv1.{{ m.i
 				next.StartRevision = last
 			}
 			if err := handle(ev); err != nil {
+				cancel()
 				return err
 			}
 			if ev.GetResyncRequired() != nil {
+				cancel()
 				return ErrResyncRequired
 			}
+		}
+		cancel()
+		if resume {
+			continue
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -267,6 +286,32 @@ func (c *Client) {{ m.helper }}(ctx context.Context, req *pingoraconfigv1.{{ m.i
 // ErrResyncRequired is returned by Watch after it passed on a
 // resync_required event.
 var ErrResyncRequired = errors.New("pingoraconfig: watch: resync required: list again and watch from its revision + 1")
+
+// IsConflict reports whether err is the ABORTED status of a write whose
+// expected revision is stale: the resource (or, for Apply, the config)
+// changed since it was read. Read it again, reapply the change and retry.
+func IsConflict(err error) bool {
+	return status.Code(err) == codes.Aborted
+}
+
+// FieldViolations returns the google.rpc.BadRequest field violations that
+// a rejected write carries (INVALID_ARGUMENT for a rule of the schema,
+// FAILED_PRECONDITION for a reference to nothing): one per offending field,
+// its path in the stored config (for example `routes[3].uris[0]`) and why.
+// Nil when err carries none.
+func FieldViolations(err error) []*errdetails.BadRequest_FieldViolation {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	var out []*errdetails.BadRequest_FieldViolation
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			out = append(out, br.GetFieldViolations()...)
+		}
+	}
+	return out
+}
 
 // retryable tells whether a broken stream is worth reconnecting.
 func retryable(err error) bool {

@@ -7,6 +7,7 @@
 // `@pingora-config/client/web` (gRPC-web) make one with the API key.
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createClient, type CallOptions, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 {%- for (module, names) in imports %}
 import { {{ names|join(", ") }} } from "{{ module }}";
@@ -36,6 +37,62 @@ export function apiKeyInterceptor(key: string): Interceptor {
     req.header.set("authorization", `Bearer ${key}`);
     return next(req);
   };
+}
+
+/**
+ * Whether `err` is the ABORTED status of a write whose expected revision is
+ * stale: the resource (or, for `apply`, the config) changed since it was
+ * read. Read it again, reapply the change and retry.
+ */
+export function isConflict(err: unknown): boolean {
+  return ConnectError.from(err).code === Code.Aborted;
+}
+
+/** One field violation of a `google.rpc.BadRequest` error detail. */
+export interface FieldViolation {
+  /** Path of the offending field in the stored config, e.g. `routes[3].uris[0]`. */
+  field: string;
+  /** Why it is rejected. */
+  description: string;
+}
+
+/**
+ * The `google.rpc.BadRequest` field violations that a rejected write carries
+ * (INVALID_ARGUMENT for a rule of the schema, FAILED_PRECONDITION for a
+ * reference to nothing): one per offending field. Empty when `err` carries
+ * none.
+ */
+export function fieldViolations(err: unknown): FieldViolation[] {
+  const out: FieldViolation[] = [];
+  for (const d of ConnectError.from(err).details) {
+    if (!("type" in d) || d.type !== "google.rpc.BadRequest" || !(d.value instanceof Uint8Array)) {
+      continue;
+    }
+    // BadRequest { repeated FieldViolation field_violations = 1; }
+    // FieldViolation { string field = 1; string description = 2; }
+    const br = new BinaryReader(d.value);
+    while (br.pos < br.len) {
+      const [no, wt] = br.tag();
+      if (no !== 1 || wt !== WireType.LengthDelimited) {
+        br.skip(wt);
+        continue;
+      }
+      const fv = new BinaryReader(br.bytes());
+      const v: FieldViolation = { field: "", description: "" };
+      while (fv.pos < fv.len) {
+        const [n, w] = fv.tag();
+        if (n === 1 && w === WireType.LengthDelimited) {
+          v.field = fv.string();
+        } else if (n === 2 && w === WireType.LengthDelimited) {
+          v.description = fv.string();
+        } else {
+          fv.skip(w);
+        }
+      }
+      out.push(v);
+    }
+  }
+  return out;
 }
 
 /** Thrown by `watch` after it yielded a `resyncRequired` event. */
@@ -133,8 +190,13 @@ export class PingoraConfigClient {
    * When the stream breaks it reconnects with backoff and resumes at the
    * revision of the last resource event yielded: one write of several
    * resources shares a revision, so it asks for that revision again and
-   * drops the events already yielded (by id). After a `resyncRequired` event
-   * it throws {@link ResyncRequiredError}: list again and watch from the
+   * drops the events already yielded (by id). When the gateway restarted
+   * and holds every revision after that last one but no longer that one (the
+   * file store keeps its history in memory), it resumes at the next revision
+   * instead: nothing written since is lost, but events of that last revision
+   * that had not arrived when the stream broke cannot be replayed (a write's
+   * events are sent together). After any other `resyncRequired` event it
+   * throws {@link ResyncRequiredError}: list again and watch from the
    * listing's `revision + 1n`.
 {%- for l in m.comment %}
    * {{ l }}
@@ -150,8 +212,14 @@ export class PingoraConfigClient {
     const seen = new Set<string>();
     for (;;) {
       try {
+        let resume = false;
         for await (const ev of this.{{ s.ts_field }}.{{ m.ts_rpc }}(next, options)) {
           backoff = this.backoff.initialMs;
+          if (ev.payload.case === "resyncRequired" && last > 0n && ev.payload.value.oldestRevision === last + 1n) {
+            next.startRevision = last + 1n;
+            resume = true;
+            break;
+          }
           if (ev.payload.case === "resource") {
             if (ev.revision === last && seen.has(ev.id)) {
               continue;
@@ -167,6 +235,9 @@ export class PingoraConfigClient {
           if (ev.payload.case === "resyncRequired") {
             throw new ResyncRequiredError();
           }
+        }
+        if (resume) {
+          continue;
         }
       } catch (err) {
         if (err instanceof ResyncRequiredError || options?.signal?.aborted) {

@@ -361,7 +361,9 @@ pub async fn watch_health(writer: Arc<Writer>, mut shutdown: watch::Receiver<boo
             let active = u.config.health_check.as_ref().is_some_and(|h| h.active.is_some());
             for (node, healthy) in u.node_health() {
                 let k = (upstream_name(key), node);
-                if !first && known.get(&k).is_some_and(|&was| was != healthy) {
+                // A node not seen before (a new upstream or node) started
+                // healthy, as every node does: found unhealthy, it changed.
+                if !first && known.get(&k).copied().unwrap_or(true) != healthy {
                     let source =
                         if active { v1::health_event::Source::Active } else { v1::health_event::Source::Passive };
                     let events = writer.store.events();

@@ -956,6 +956,32 @@ fn a_crash_in_the_middle_of_writes_leaves_a_whole_file() {
     }
 }
 
+/// A node starts healthy: one that fails its first checks, in an upstream
+/// created while a watcher listens, is a transition the watcher must see.
+#[test]
+fn watch_reports_a_new_upstream_whose_node_fails_from_the_start() {
+    let up = Upstream::start("origin");
+    let down = Upstream::start("down");
+    down.set_healthy(false);
+    let gw = start(&up, "");
+    rt().block_on(async {
+        let mut api = api(&gw, None).await;
+        let req = v1::WatchRequest { kinds: vec![v1::event::Kind::Health as i32], ..Default::default() };
+        let mut stream = api.ev.watch(req).await.expect("watch").into_inner();
+        // Let the health poller take its first view (it polls every 0.5s).
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let checked: v1::Upstream = from_json(json!({
+            "id": "born-down",
+            "nodes": [{ "host": "127.0.0.1", "port": down.port() }],
+            "health_check": { "active": { "type": "HTTP", "path": "/healthz", "interval": "0.1s", "timeout": "0.1s", "unhealthy_threshold": 1 } }
+        }));
+        api.res.create_upstream(v1::CreateUpstreamRequest { upstream: Some(checked) }).await.expect("create");
+        let got = next_event(&mut stream).await;
+        let Some(v1::event::Payload::Health(h)) = got.payload else { panic!("{got:?}") };
+        assert_eq!((h.upstream_id.as_str(), h.node, h.healthy), ("born-down", format!("127.0.0.1:{}", down.port()), false));
+    });
+}
+
 #[test]
 fn watch_streams_upstream_health_transitions() {
     let up = Upstream::start("origin");

@@ -7,6 +7,7 @@
 // `@pingora-config/client/web` (gRPC-web) make one with the API key.
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createClient, type CallOptions, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { ConfigService, EventService, Event_Kind, LabelMatchSchema, ResourceService, Resource_Kind, StatusService, WatchRequestSchema, type ApplyConfigResponse, type ConsumerEntry, type DeleteConsumerResponse, type DeleteGlobalRuleResponse, type DeletePluginConfigResponse, type DeleteRouteResponse, type DeleteServiceResponse, type DeleteSslResponse, type DeleteUpstreamResponse, type Event, type ExportConfigResponse, type GlobalRuleEntry, type ListConsumersResponse, type ListGlobalRulesResponse, type ListNodesResponse, type ListPluginConfigsResponse, type ListRoutesResponse, type ListServicesResponse, type ListSslsResponse, type ListUpstreamsResponse, type NodeStatus, type PluginConfigEntry, type RouteEntry, type ServiceEntry, type SslEntry, type UpstreamEntry, type ValidateConfigResponse } from "./pingora_config/v1/admin_pb.js";
 import { ConfigSchema } from "./pingora_config/v1/config_pb.js";
@@ -41,6 +42,62 @@ export function apiKeyInterceptor(key: string): Interceptor {
     req.header.set("authorization", `Bearer ${key}`);
     return next(req);
   };
+}
+
+/**
+ * Whether `err` is the ABORTED status of a write whose expected revision is
+ * stale: the resource (or, for `apply`, the config) changed since it was
+ * read. Read it again, reapply the change and retry.
+ */
+export function isConflict(err: unknown): boolean {
+  return ConnectError.from(err).code === Code.Aborted;
+}
+
+/** One field violation of a `google.rpc.BadRequest` error detail. */
+export interface FieldViolation {
+  /** Path of the offending field in the stored config, e.g. `routes[3].uris[0]`. */
+  field: string;
+  /** Why it is rejected. */
+  description: string;
+}
+
+/**
+ * The `google.rpc.BadRequest` field violations that a rejected write carries
+ * (INVALID_ARGUMENT for a rule of the schema, FAILED_PRECONDITION for a
+ * reference to nothing): one per offending field. Empty when `err` carries
+ * none.
+ */
+export function fieldViolations(err: unknown): FieldViolation[] {
+  const out: FieldViolation[] = [];
+  for (const d of ConnectError.from(err).details) {
+    if (!("type" in d) || d.type !== "google.rpc.BadRequest" || !(d.value instanceof Uint8Array)) {
+      continue;
+    }
+    // BadRequest { repeated FieldViolation field_violations = 1; }
+    // FieldViolation { string field = 1; string description = 2; }
+    const br = new BinaryReader(d.value);
+    while (br.pos < br.len) {
+      const [no, wt] = br.tag();
+      if (no !== 1 || wt !== WireType.LengthDelimited) {
+        br.skip(wt);
+        continue;
+      }
+      const fv = new BinaryReader(br.bytes());
+      const v: FieldViolation = { field: "", description: "" };
+      while (fv.pos < fv.len) {
+        const [n, w] = fv.tag();
+        if (n === 1 && w === WireType.LengthDelimited) {
+          v.field = fv.string();
+        } else if (n === 2 && w === WireType.LengthDelimited) {
+          v.description = fv.string();
+        } else {
+          fv.skip(w);
+        }
+      }
+      out.push(v);
+    }
+  }
+  return out;
 }
 
 /** Thrown by `watch` after it yielded a `resyncRequired` event. */
@@ -137,8 +194,13 @@ export class PingoraConfigClient {
    * When the stream breaks it reconnects with backoff and resumes at the
    * revision of the last resource event yielded: one write of several
    * resources shares a revision, so it asks for that revision again and
-   * drops the events already yielded (by id). After a `resyncRequired` event
-   * it throws {@link ResyncRequiredError}: list again and watch from the
+   * drops the events already yielded (by id). When the gateway restarted
+   * and holds every revision after that last one but no longer that one (the
+   * file store keeps its history in memory), it resumes at the next revision
+   * instead: nothing written since is lost, but events of that last revision
+   * that had not arrived when the stream broke cannot be replayed (a write's
+   * events are sent together). After any other `resyncRequired` event it
+   * throws {@link ResyncRequiredError}: list again and watch from the
    * listing's `revision + 1n`.
    * Streams events as they happen: config changes, upstream health
    * transitions and nodes joining or leaving. With `start_revision`, first
@@ -159,8 +221,14 @@ export class PingoraConfigClient {
     const seen = new Set<string>();
     for (;;) {
       try {
+        let resume = false;
         for await (const ev of this.eventService.watch(next, options)) {
           backoff = this.backoff.initialMs;
+          if (ev.payload.case === "resyncRequired" && last > 0n && ev.payload.value.oldestRevision === last + 1n) {
+            next.startRevision = last + 1n;
+            resume = true;
+            break;
+          }
           if (ev.payload.case === "resource") {
             if (ev.revision === last && seen.has(ev.id)) {
               continue;
@@ -176,6 +244,9 @@ export class PingoraConfigClient {
           if (ev.payload.case === "resyncRequired") {
             throw new ResyncRequiredError();
           }
+        }
+        if (resume) {
+          continue;
         }
       } catch (err) {
         if (err instanceof ResyncRequiredError || options?.signal?.aborted) {
@@ -211,7 +282,7 @@ export class PingoraConfigClient {
    * listing was read at (watch from `revision + 1n` to follow the changes
    * made after it).
    */
-  async listAllRoutes(labelSelector: MessageInitShape<typeof LabelMatchSchema>[], options?: CallOptions): Promise<{ items: RouteEntry[]; revision: bigint }> {
+  async listAllRoutes(labelSelector: MessageInitShape<typeof LabelMatchSchema>[] = [], options?: CallOptions): Promise<{ items: RouteEntry[]; revision: bigint }> {
     const items: RouteEntry[] = [];
     let pageToken = "";
     for (;;) {
@@ -271,7 +342,7 @@ export class PingoraConfigClient {
    * listing was read at (watch from `revision + 1n` to follow the changes
    * made after it).
    */
-  async listAllServices(labelSelector: MessageInitShape<typeof LabelMatchSchema>[], options?: CallOptions): Promise<{ items: ServiceEntry[]; revision: bigint }> {
+  async listAllServices(labelSelector: MessageInitShape<typeof LabelMatchSchema>[] = [], options?: CallOptions): Promise<{ items: ServiceEntry[]; revision: bigint }> {
     const items: ServiceEntry[] = [];
     let pageToken = "";
     for (;;) {
@@ -332,7 +403,7 @@ export class PingoraConfigClient {
    * listing was read at (watch from `revision + 1n` to follow the changes
    * made after it).
    */
-  async listAllUpstreams(labelSelector: MessageInitShape<typeof LabelMatchSchema>[], options?: CallOptions): Promise<{ items: UpstreamEntry[]; revision: bigint }> {
+  async listAllUpstreams(labelSelector: MessageInitShape<typeof LabelMatchSchema>[] = [], options?: CallOptions): Promise<{ items: UpstreamEntry[]; revision: bigint }> {
     const items: UpstreamEntry[] = [];
     let pageToken = "";
     for (;;) {
@@ -394,7 +465,7 @@ export class PingoraConfigClient {
    * listing was read at (watch from `revision + 1n` to follow the changes
    * made after it).
    */
-  async listAllConsumers(labelSelector: MessageInitShape<typeof LabelMatchSchema>[], options?: CallOptions): Promise<{ items: ConsumerEntry[]; revision: bigint }> {
+  async listAllConsumers(labelSelector: MessageInitShape<typeof LabelMatchSchema>[] = [], options?: CallOptions): Promise<{ items: ConsumerEntry[]; revision: bigint }> {
     const items: ConsumerEntry[] = [];
     let pageToken = "";
     for (;;) {
@@ -455,7 +526,7 @@ export class PingoraConfigClient {
    * listing was read at (watch from `revision + 1n` to follow the changes
    * made after it).
    */
-  async listAllSsls(labelSelector: MessageInitShape<typeof LabelMatchSchema>[], options?: CallOptions): Promise<{ items: SslEntry[]; revision: bigint }> {
+  async listAllSsls(labelSelector: MessageInitShape<typeof LabelMatchSchema>[] = [], options?: CallOptions): Promise<{ items: SslEntry[]; revision: bigint }> {
     const items: SslEntry[] = [];
     let pageToken = "";
     for (;;) {
@@ -516,7 +587,7 @@ export class PingoraConfigClient {
    * listing was read at (watch from `revision + 1n` to follow the changes
    * made after it).
    */
-  async listAllGlobalRules(labelSelector: MessageInitShape<typeof LabelMatchSchema>[], options?: CallOptions): Promise<{ items: GlobalRuleEntry[]; revision: bigint }> {
+  async listAllGlobalRules(labelSelector: MessageInitShape<typeof LabelMatchSchema>[] = [], options?: CallOptions): Promise<{ items: GlobalRuleEntry[]; revision: bigint }> {
     const items: GlobalRuleEntry[] = [];
     let pageToken = "";
     for (;;) {
@@ -576,7 +647,7 @@ export class PingoraConfigClient {
    * listing was read at (watch from `revision + 1n` to follow the changes
    * made after it).
    */
-  async listAllPluginConfigs(labelSelector: MessageInitShape<typeof LabelMatchSchema>[], options?: CallOptions): Promise<{ items: PluginConfigEntry[]; revision: bigint }> {
+  async listAllPluginConfigs(labelSelector: MessageInitShape<typeof LabelMatchSchema>[] = [], options?: CallOptions): Promise<{ items: PluginConfigEntry[]; revision: bigint }> {
     const items: PluginConfigEntry[] = [];
     let pageToken = "";
     for (;;) {

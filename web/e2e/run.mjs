@@ -365,6 +365,8 @@ async function main() {
         for (let i = 0; i < times; i++) await k.keyboard.press(key);
       };
       const focused = () => k.evaluate(() => document.activeElement?.id || document.activeElement?.textContent?.trim());
+      // The page's load event can come before React has rendered the form.
+      await k.getByLabel("API key").waitFor();
       await press("Tab");
       if ((await focused()) !== "api-key") throw new Error(`first Tab focuses ${await focused()}`);
       await k.keyboard.type(EDITOR_KEY);

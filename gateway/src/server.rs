@@ -162,7 +162,7 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
         server.add_service(service);
     }
     let sinks = crate::admin::sinks::Sinks::start(&bootstrap.event_sinks);
-    let (writer, background): (_, Box<dyn FnOnce(&mut Server)>) = match source {
+    let (writer, background): (_, AddService) = match source {
         Source::Etcd(shared) => {
             let writer = Arc::new(crate::admin::write::Writer::new(Arc::new(shared), live.clone(), defaults));
             let checks = crate::admin::etcd::HealthCheckService { live: live.clone() };
@@ -210,6 +210,9 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
     server.add_service(background_service("drain", Drain { in_flight, draining, phases }));
     server.run_forever()
 }
+
+/// Adds the store's background service.
+type AddService = Box<dyn FnOnce(&mut Server)>;
 
 /// Where the config comes from.
 enum Source {

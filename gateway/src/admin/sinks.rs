@@ -67,7 +67,7 @@ enum Target {
         client: reqwest::Client,
     },
     Grpc {
-        endpoint: tonic::transport::Endpoint,
+        endpoint: Box<tonic::transport::Endpoint>,
         /// Made on the first delivery (it needs the runtime).
         channel: std::sync::OnceLock<tonic::transport::Channel>,
         metadata: Vec<(String, String)>,
@@ -150,7 +150,7 @@ impl Sink {
                     endpoint = endpoint.tls_config(tls).map_err(|e| format!("event sink {}: tls: {e}", s.name))?;
                 }
                 Target::Grpc {
-                    endpoint,
+                    endpoint: Box::new(endpoint),
                     channel: std::sync::OnceLock::new(),
                     metadata: g.metadata.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.clone())).collect(),
                     timeout: g.timeout.as_ref().map(duration).unwrap_or(Duration::from_secs(5)),

@@ -494,3 +494,97 @@ fn webhook_and_grpc_sinks_deliver_every_event_at_least_once_through_failures() {
     let metrics = crate::harness::get(&crate::harness::client(), &format!("{}/metrics", gw.admin_url()), &[]).body;
     assert!(metrics.contains("pingora_config_sink_deliveries_total{outcome=\"retried\",sink=\"hook\"} 3"), "{metrics}");
 }
+
+/// A TCP proxy to etcd that can cut a node off (every connection closed,
+/// new ones dropped) and let it back.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (c, k) = (cut.clone(), conns.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(client) = stream else { continue };
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let mut held = k.lock().expect("lock");
+                for s in [&client, &server] {
+                    if let Ok(s) = s.try_clone() {
+                        held.push(s);
+                    }
+                }
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
+                    pipe(client, s2);
+                    pipe(server, c2);
+                }
+            }
+        });
+        Proxy { port, cut, conns }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.conns.lock().expect("lock").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_node_cut_off_while_etcd_compacts_lists_again_and_catches_up() {
+    let etcd = Etcd::start();
+    let up = Upstream::start("origin");
+    let proxy = Proxy::start(etcd.port);
+    let a = node(&etcd, "/t3", "node-a", "");
+    let via_proxy = Etcd { child: None, dir: tempfile::tempdir().expect("dir"), port: proxy.port, peer: 0 };
+    let d = node(&via_proxy, "/t3", "node-d", "");
+    let rt = rt();
+    let mut ra = rt.block_on(async { ResourceServiceClient::new(channel(&a).await) });
+    rt.block_on(async {
+        ra.create_upstream(v1::CreateUpstreamRequest { upstream: Some(upstream("u", up.port())) }).await.expect("u");
+        ra.create_route(v1::CreateRouteRequest { route: Some(route("r1", "/one", "u")) }).await.expect("r1");
+    });
+    wait_serving(&d, "/one", "origin", Duration::from_secs(5));
+
+    proxy.cut();
+    let revision = rt.block_on(async {
+        ra.create_route(v1::CreateRouteRequest { route: Some(route("r2", "/two", "u")) }).await.expect("r2");
+        let r1 = ra.get_route(v1::GetRouteRequest { id: "r1".into() }).await.expect("r1").into_inner();
+        let d = v1::DeleteRouteRequest { id: "r1".into(), expected_revision: r1.meta.expect("meta").revision };
+        ra.delete_route(d).await.expect("delete r1").into_inner().revision
+    });
+    let endpoint = etcd.endpoint();
+    rt.block_on(async move {
+        let mut c = etcd_client::Client::connect([endpoint], None).await.expect("connect to etcd");
+        c.compact(revision, None).await.expect("compact");
+    });
+    assert_eq!(serves(&d, "/one").as_deref(), Some("origin"), "cut off, D keeps its config");
+    proxy.restore();
+    wait_serving(&d, "/two", "origin", Duration::from_secs(15));
+    d.wait_for("/one to be gone from D", Duration::from_secs(5), || {
+        http_get_raw(d.port, "/one", "localhost").map(|r| r.0) == Some(404)
+    });
+    assert!(d.log().contains("compacted"), "{}", d.log());
+    let (sa, sd) = rt.block_on(async { (status(&a).await, status(&d).await) });
+    assert_eq!(sa.config_hash, sd.config_hash);
+}

@@ -855,18 +855,24 @@ impl EtcdConfigStore {
         let key = format!("{}/nodes/{}", self.settings.prefix, self.settings.node_id);
         let mut written: Option<NodeRecord> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(ttl as u64) / 3);
+        // At most one status write a second: under a stream of writes every
+        // node would otherwise add its own etcd write (and fsync) to each.
+        const GAP: Duration = Duration::from_secs(1);
+        let mut last_put: Option<tokio::time::Instant> = None;
         loop {
             let record = self.record();
-            if written.as_ref() != Some(&record) {
+            let due = written.as_ref() != Some(&record);
+            let wait = last_put.map(|t| GAP.saturating_sub(t.elapsed())).unwrap_or_default();
+            if due && wait.is_zero() {
                 let mut value = record.clone();
                 value.updated = now_secs();
                 let bytes = serde_json::to_vec(&value).unwrap_or_default();
                 let put = client.put(key.clone(), bytes, Some(PutOptions::new().with_lease(lease)));
                 with_timeout(rt, "etcd put node", put).await?;
                 written = Some(record);
+                last_put = Some(tokio::time::Instant::now());
                 backoff.reset();
-                // At most a few status writes a second.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
             tokio::select! {
                 _ = tick.tick() => {
@@ -877,6 +883,7 @@ impl EtcdConfigStore {
                     }
                 }
                 _ = self.status_changed.notified() => {}
+                _ = tokio::time::sleep(wait), if due => {}
             }
         }
     }

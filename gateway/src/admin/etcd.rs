@@ -21,9 +21,10 @@
 //!   node's last error. A document that does not parse is ignored alone.
 //! - While etcd is unreachable the node keeps serving what it applied,
 //!   reports `connected = false` and the error, and reconnects with backoff
-//!   (resuming the watch from the revision it had seen). Each applied config
-//!   is cached on disk (`<cache_dir>/<prefix>.json`, written atomically), so
-//!   a node started while etcd is down serves the last config it saw.
+//!   (resuming the watch from the revision it had seen). The applied config
+//!   is cached on disk (`<cache_dir>/<prefix>.json`, written atomically,
+//!   the latest one at most every 200 ms), so a node started while etcd is
+//!   down serves the last config it saw.
 //! - Node registry: each node keeps `<prefix>/nodes/<node_id>` under a lease
 //!   of `node_ttl`, holding its status; `ListNodes` reads those keys, and
 //!   their creation and deletion (lease expiry included) are the node
@@ -1156,6 +1157,9 @@ async fn write_cache(path: PathBuf, mut rx: watch::Receiver<Option<Arc<Stored>>>
         if rx.changed().await.is_err() {
             return;
         }
+        // At most five cache writes (each with its fsyncs) a second under a
+        // stream of changes: the latest config is written after the pause.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

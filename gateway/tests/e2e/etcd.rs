@@ -292,8 +292,9 @@ fn an_etcd_outage_keeps_traffic_flowing_fails_writes_clearly_and_nodes_converge_
     for gw in [&a, &b, &d] {
         wait_serving(gw, "/hello", "origin", Duration::from_secs(5));
     }
-    // D has cached the config; it stops before the outage.
-    thread::sleep(Duration::from_millis(300));
+    // D has cached the config (written at most 200 ms after a change); it
+    // stops before the outage.
+    thread::sleep(Duration::from_millis(700));
     d.kill();
 
     // Traffic on A and B for the whole outage.

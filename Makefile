@@ -1,6 +1,7 @@
 # pingora-config: one entry point for everything.
 #
 #   make run           the gateway on its default config (examples/config.yaml)
+#   make run-cluster   etcd and three gateway nodes on it (examples/cluster/)
 #   make test          every test (what CI runs: .ci/run)
 #   make gen           regenerate code, JSON Schema and docs from proto/
 #   make bench         the benchmarks (release build)
@@ -10,11 +11,13 @@
 # once per profile.
 
 CARGO ?= cargo
-# The gateway binary the browser tests run (cargo's debug profile).
+# The gateway binary the Go, TS and browser tests run (cargo's debug profile).
 GATEWAY_BIN ?= $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/gateway
+# Where cargo builds (CARGO_TARGET_DIR when set).
+TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build gateway-bin tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run validate bench bench-config
+.PHONY: all build gateway-bin tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run run-cluster validate bench bench-config bench-propagation
 
 all: build
 
@@ -101,12 +104,25 @@ test: check-gen lint check-breaking test-rust test-go test-ts test-web
 ## Check the example configs with the same rules the gateway applies.
 validate:
 	$(CARGO) run -q -p pingora-config-gateway --bin gateway -- validate examples/config.yaml examples/full.yaml
-	$(CARGO) run -q -p pingora-config-gateway --bin gateway -- validate --kind bootstrap examples/gateway.yaml
+	$(CARGO) run -q -p pingora-config-gateway --bin gateway -- validate --kind bootstrap examples/gateway.yaml examples/cluster/node-a.yaml examples/cluster/node-b.yaml examples/cluster/node-c.yaml
 
 ## The gateway on its default config: HTTP on 127.0.0.1:9080, file store
 ## examples/config.yaml (edit it while it runs: changes are live).
 run: web
 	$(CARGO) run -q --release -p pingora-config-gateway --bin gateway -- run --config examples/config.yaml
+
+## A local cluster: etcd (scripts/etcd.sh installs it when missing) and
+## three gateway nodes sharing it, HTTP on 127.0.0.1:9081-9083 and admin API
+## on 127.0.0.1:9181-9183 (examples/cluster/). Ctrl-C stops everything.
+run-cluster:
+	$(CARGO) build -q --release -p pingora-config-gateway --bin gateway
+	scripts/cluster.sh $(TARGET_DIR)/release/gateway
+
+## Time from a gRPC write returning to the change serving traffic (file
+## store; etcd with 3 nodes), then 200 writes/s under wrk. See bench/README.md.
+bench-propagation:
+	$(CARGO) build -q --release -p pingora-config-gateway --bin gateway --example bench_propagation
+	CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) bench/propagation.sh
 
 ## Load + validate a generated 10,000-route config; time `make gen`.
 bench-config:
@@ -120,3 +136,4 @@ bench-config:
 ## then the config benchmarks. See bench/README.md.
 bench: bench-config
 	bench/run.sh
+	$(MAKE) bench-propagation

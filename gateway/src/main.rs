@@ -114,7 +114,11 @@ fn run(
         (Some(b), true) => b.parent().map(|d| d.join(&p)).unwrap_or(p),
         _ => p,
     });
-    let Some(config) = config.or(from_store) else {
+    let etcd = boot
+        .as_ref()
+        .and_then(|b| b.store.as_ref())
+        .is_some_and(|s| matches!(s.backend, Some(v1::store::Backend::Etcd(_))));
+    let Some(config) = config.or(from_store).or_else(|| etcd.then(PathBuf::new)) else {
         eprintln!("gateway run: give --config, or a bootstrap whose store is a file");
         return ExitCode::FAILURE;
     };

@@ -64,11 +64,30 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
         },
         None => defaults,
     };
-    let (snapshot, text) = store::load(&options.config, defaults, None).map_err(|e| e.to_string())?;
-    log::info!("loaded {} ({} routes)", options.config.display(), snapshot.routes.len());
     let admin_settings = crate::admin::Settings::from_bootstrap(&bootstrap)?;
-    let config = snapshot.config.clone();
-    let live = Arc::new(Live::new(snapshot));
+    let etcd_opts = match bootstrap.store.as_ref().and_then(|s| s.backend.as_ref()) {
+        Some(v1::store::Backend::Etcd(e)) => Some(e.clone()),
+        _ => None,
+    };
+    // The file store loads its file here; the etcd store its keys (or its
+    // cache while etcd is unreachable).
+    let (live, source) = match etcd_opts {
+        Some(e) => {
+            let settings = crate::admin::etcd::Settings::from_bootstrap(
+                &e,
+                admin_settings.node_id.clone(),
+                admin_settings.address.to_string(),
+            );
+            let (store, live) = crate::admin::etcd::EtcdConfigStore::open(settings, defaults)?;
+            (live, Source::Etcd(store))
+        }
+        None => {
+            let (snapshot, text) = store::load(&options.config, defaults, None).map_err(|e| e.to_string())?;
+            log::info!("loaded {} ({} routes)", options.config.display(), snapshot.routes.len());
+            let config = snapshot.config.clone();
+            (Arc::new(Live::new(snapshot)), Source::File(text, config))
+        }
+    };
     let in_flight = Arc::new(AtomicUsize::new(0));
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
@@ -142,26 +161,63 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
         }
         server.add_service(service);
     }
-    let debounce =
-        file_opts.as_ref().and_then(|f| f.watch_debounce.as_ref()).map(duration).unwrap_or(Duration::from_millis(100));
-    let watch = file_opts.as_ref().and_then(|f| f.watch).unwrap_or(true);
-    let keep_versions = file_opts.as_ref().and_then(|f| f.keep_versions).unwrap_or(10);
-    let shared = Arc::new(crate::admin::store::FileConfigStore::open(
-        options.config.clone(),
-        keep_versions,
-        live.clone(),
-        text,
-        config,
-        admin_settings.node_id.clone(),
-    ));
-    let writer = Arc::new(crate::admin::write::Writer::new(Arc::new(shared.clone()), live.clone(), defaults));
+    let sinks = crate::admin::sinks::Sinks::start(&bootstrap.event_sinks);
+    let (writer, background): (_, AddService) = match source {
+        Source::Etcd(shared) => {
+            let writer = Arc::new(crate::admin::write::Writer::new(Arc::new(shared), live.clone(), defaults));
+            let checks = crate::admin::etcd::HealthCheckService { live: live.clone() };
+            (
+                writer,
+                Box::new(move |server: &mut Server| {
+                    server.add_service(background_service("health checks", checks));
+                }),
+            )
+        }
+        Source::File(text, config) => {
+            let debounce = file_opts
+                .as_ref()
+                .and_then(|f| f.watch_debounce.as_ref())
+                .map(duration)
+                .unwrap_or(Duration::from_millis(100));
+            let watch = file_opts.as_ref().and_then(|f| f.watch).unwrap_or(true);
+            let keep_versions = file_opts.as_ref().and_then(|f| f.keep_versions).unwrap_or(10);
+            let shared = Arc::new(crate::admin::store::FileConfigStore::open(
+                options.config.clone(),
+                keep_versions,
+                live.clone(),
+                text,
+                config,
+                admin_settings.node_id.clone(),
+            ));
+            let writer = Arc::new(crate::admin::write::Writer::new(Arc::new(shared.clone()), live.clone(), defaults));
+            let store =
+                FileStore { live: live.clone(), path: options.config.clone(), defaults, debounce, watch, shared };
+            (
+                writer,
+                Box::new(move |server: &mut Server| {
+                    server.add_service(background_service("file store", store));
+                }),
+            )
+        }
+    };
+    if let Some(sinks) = sinks {
+        server.add_service(background_service("event sinks", sinks.service(writer.clone())));
+    }
     let admin = crate::admin::Admin::new(admin_settings, writer, options.upgrade, server.watch_execution_phase())?;
     server.add_service(background_service("admin", admin));
-    let store = FileStore { live, path: options.config.clone(), defaults, debounce, watch, shared };
-    server.add_service(background_service("file store", store));
+    background(&mut server);
     let phases = std::sync::Mutex::new(Some(server.watch_execution_phase()));
     server.add_service(background_service("drain", Drain { in_flight, draining, phases }));
     server.run_forever()
+}
+
+/// Adds the store's background service.
+type AddService = Box<dyn FnOnce(&mut Server)>;
+
+/// Where the config comes from.
+enum Source {
+    File(String, Arc<v1::Config>),
+    Etcd(Arc<crate::admin::etcd::EtcdConfigStore>),
 }
 
 /// Exits the process once shutdown has begun and no request is in flight.

@@ -176,13 +176,13 @@ impl FileStore {
 
 /// One task per upstream with active health checks.
 #[derive(Default)]
-struct HealthChecks {
+pub struct HealthChecks {
     running: HashMap<usize, (Arc<Upstream>, Vec<JoinHandle<()>>)>,
 }
 
 impl HealthChecks {
     /// Starts checks for new upstreams and stops those no longer served.
-    fn sync(&mut self, snapshot: &Snapshot) {
+    pub fn sync(&mut self, snapshot: &Snapshot) {
         let mut wanted: HashMap<usize, Arc<Upstream>> = HashMap::new();
         for u in snapshot.upstreams.values() {
             if !u.health_checks().is_empty() {
@@ -216,7 +216,7 @@ impl HealthChecks {
         }
     }
 
-    fn stop_all(&mut self) {
+    pub fn stop_all(&mut self) {
         for (_, (_, tasks)) in self.running.drain() {
             tasks.iter().for_each(JoinHandle::abort);
         }

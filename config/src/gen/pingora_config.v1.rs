@@ -4470,6 +4470,10 @@ pub struct NodeStatus {
     /// upstream id.
     #[prost(message, repeated, tag = "11")]
     pub upstreams: ::prost::alloc::vec::Vec<UpstreamHealth>,
+    /// The event sinks of the bootstrap (`Bootstrap.event_sinks`) and how their
+    /// deliveries go, in bootstrap order.
+    #[prost(message, repeated, tag = "12")]
+    pub sinks: ::prost::alloc::vec::Vec<SinkStatus>,
 }
 impl ::prost::Name for NodeStatus {
     const NAME: &'static str = "NodeStatus";
@@ -4479,6 +4483,42 @@ impl ::prost::Name for NodeStatus {
     }
     fn type_url() -> ::prost::alloc::string::String {
         "/pingora_config.v1.NodeStatus".into()
+    }
+}
+/// How one event sink's deliveries go, since the node started.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SinkStatus {
+    /// `EventSink.name`.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// Events waiting in the sink's queue.
+    #[prost(uint64, tag = "2")]
+    pub queued: u64,
+    /// Events the receiver acknowledged.
+    #[prost(uint64, tag = "3")]
+    pub delivered: u64,
+    /// Delivery attempts that failed (every retry counts).
+    #[prost(uint64, tag = "4")]
+    pub failed_attempts: u64,
+    /// Events given up: retries exhausted, refused by the receiver, or pushed
+    /// out of a full queue.
+    #[prost(uint64, tag = "5")]
+    pub dropped: u64,
+    /// The error of the last failed attempt; empty once a delivery succeeds.
+    #[prost(string, tag = "6")]
+    pub last_error: ::prost::alloc::string::String,
+    /// When `last_error` happened; unset when it is empty.
+    #[prost(message, optional, tag = "7")]
+    pub last_error_time: ::core::option::Option<::pbjson_types::Timestamp>,
+}
+impl ::prost::Name for SinkStatus {
+    const NAME: &'static str = "SinkStatus";
+    const PACKAGE: &'static str = "pingora_config.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "pingora_config.v1.SinkStatus".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/pingora_config.v1.SinkStatus".into()
     }
 }
 /// A node's connection to its store.

@@ -15369,6 +15369,9 @@ impl serde::Serialize for NodeStatus {
         if !self.upstreams.is_empty() {
             len += 1;
         }
+        if !self.sinks.is_empty() {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("pingora_config.v1.NodeStatus", len)?;
         if !self.node_id.is_empty() {
             struct_ser.serialize_field("node_id", &self.node_id)?;
@@ -15405,6 +15408,9 @@ impl serde::Serialize for NodeStatus {
         if !self.upstreams.is_empty() {
             struct_ser.serialize_field("upstreams", &self.upstreams)?;
         }
+        if !self.sinks.is_empty() {
+            struct_ser.serialize_field("sinks", &self.sinks)?;
+        }
         struct_ser.end()
     }
 }
@@ -15433,6 +15439,7 @@ impl<'de> serde::Deserialize<'de> for NodeStatus {
             "lastErrorTime",
             "store",
             "upstreams",
+            "sinks",
         ];
 
         #[allow(clippy::enum_variant_names)]
@@ -15448,6 +15455,7 @@ impl<'de> serde::Deserialize<'de> for NodeStatus {
             LastErrorTime,
             Store,
             Upstreams,
+            Sinks,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -15480,6 +15488,7 @@ impl<'de> serde::Deserialize<'de> for NodeStatus {
                             "lastErrorTime" | "last_error_time" => Ok(GeneratedField::LastErrorTime),
                             "store" => Ok(GeneratedField::Store),
                             "upstreams" => Ok(GeneratedField::Upstreams),
+                            "sinks" => Ok(GeneratedField::Sinks),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -15510,6 +15519,7 @@ impl<'de> serde::Deserialize<'de> for NodeStatus {
                 let mut last_error_time__ = None;
                 let mut store__ = None;
                 let mut upstreams__ = None;
+                let mut sinks__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::NodeId => {
@@ -15578,6 +15588,12 @@ impl<'de> serde::Deserialize<'de> for NodeStatus {
                             }
                             upstreams__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::Sinks => {
+                            if sinks__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("sinks"));
+                            }
+                            sinks__ = Some(map_.next_value()?);
+                        }
                     }
                 }
                 Ok(NodeStatus {
@@ -15592,6 +15608,7 @@ impl<'de> serde::Deserialize<'de> for NodeStatus {
                     last_error_time: last_error_time__,
                     store: store__,
                     upstreams: upstreams__.unwrap_or_default(),
+                    sinks: sinks__.unwrap_or_default(),
                 })
             }
         }
@@ -19322,6 +19339,210 @@ impl<'de> serde::Deserialize<'de> for Shutdown {
             }
         }
         deserializer.deserialize_struct("pingora_config.v1.Shutdown", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for SinkStatus {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.name.is_empty() {
+            len += 1;
+        }
+        if self.queued != 0 {
+            len += 1;
+        }
+        if self.delivered != 0 {
+            len += 1;
+        }
+        if self.failed_attempts != 0 {
+            len += 1;
+        }
+        if self.dropped != 0 {
+            len += 1;
+        }
+        if !self.last_error.is_empty() {
+            len += 1;
+        }
+        if self.last_error_time.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("pingora_config.v1.SinkStatus", len)?;
+        if !self.name.is_empty() {
+            struct_ser.serialize_field("name", &self.name)?;
+        }
+        if self.queued != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("queued", ToString::to_string(&self.queued).as_str())?;
+        }
+        if self.delivered != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("delivered", ToString::to_string(&self.delivered).as_str())?;
+        }
+        if self.failed_attempts != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("failed_attempts", ToString::to_string(&self.failed_attempts).as_str())?;
+        }
+        if self.dropped != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("dropped", ToString::to_string(&self.dropped).as_str())?;
+        }
+        if !self.last_error.is_empty() {
+            struct_ser.serialize_field("last_error", &self.last_error)?;
+        }
+        if let Some(v) = self.last_error_time.as_ref() {
+            struct_ser.serialize_field("last_error_time", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for SinkStatus {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "name",
+            "queued",
+            "delivered",
+            "failed_attempts",
+            "failedAttempts",
+            "dropped",
+            "last_error",
+            "lastError",
+            "last_error_time",
+            "lastErrorTime",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Name,
+            Queued,
+            Delivered,
+            FailedAttempts,
+            Dropped,
+            LastError,
+            LastErrorTime,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "name" => Ok(GeneratedField::Name),
+                            "queued" => Ok(GeneratedField::Queued),
+                            "delivered" => Ok(GeneratedField::Delivered),
+                            "failedAttempts" | "failed_attempts" => Ok(GeneratedField::FailedAttempts),
+                            "dropped" => Ok(GeneratedField::Dropped),
+                            "lastError" | "last_error" => Ok(GeneratedField::LastError),
+                            "lastErrorTime" | "last_error_time" => Ok(GeneratedField::LastErrorTime),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = SinkStatus;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct pingora_config.v1.SinkStatus")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<SinkStatus, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut name__ = None;
+                let mut queued__ = None;
+                let mut delivered__ = None;
+                let mut failed_attempts__ = None;
+                let mut dropped__ = None;
+                let mut last_error__ = None;
+                let mut last_error_time__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Name => {
+                            if name__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("name"));
+                            }
+                            name__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Queued => {
+                            if queued__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("queued"));
+                            }
+                            queued__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Delivered => {
+                            if delivered__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("delivered"));
+                            }
+                            delivered__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::FailedAttempts => {
+                            if failed_attempts__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("failedAttempts"));
+                            }
+                            failed_attempts__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Dropped => {
+                            if dropped__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("dropped"));
+                            }
+                            dropped__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::LastError => {
+                            if last_error__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastError"));
+                            }
+                            last_error__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::LastErrorTime => {
+                            if last_error_time__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastErrorTime"));
+                            }
+                            last_error_time__ = map_.next_value()?;
+                        }
+                    }
+                }
+                Ok(SinkStatus {
+                    name: name__.unwrap_or_default(),
+                    queued: queued__.unwrap_or_default(),
+                    delivered: delivered__.unwrap_or_default(),
+                    failed_attempts: failed_attempts__.unwrap_or_default(),
+                    dropped: dropped__.unwrap_or_default(),
+                    last_error: last_error__.unwrap_or_default(),
+                    last_error_time: last_error_time__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("pingora_config.v1.SinkStatus", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for Ssl {

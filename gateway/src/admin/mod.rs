@@ -18,9 +18,11 @@
 //! process, which retries binding the admin address, takes it over.
 
 pub mod auth;
+pub mod etcd;
 pub mod json;
 pub mod resources;
 pub mod services;
+pub mod sinks;
 pub mod store;
 pub mod write;
 

@@ -22,7 +22,7 @@ pub struct Node {
     pub start: SystemTime,
 }
 
-fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
+pub(crate) fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     pbjson_types::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
 }
@@ -222,14 +222,19 @@ impl v1::status_service_server::StatusService for Statuses {
                 connected: store.connected(),
                 endpoint: store.endpoint(),
                 revision: stored.revision,
-                last_error: String::new(),
+                last_error: store.store_error().unwrap_or_default(),
             }),
             upstreams: health(&self.writer.live),
+            sinks: crate::admin::sinks::status(),
         }))
     }
 
     async fn list_nodes(&self, _req: Request<v1::ListNodesRequest>) -> Result<Response<v1::ListNodesResponse>, Status> {
         let store = &self.writer.store;
+        if let Some(mut nodes) = store.nodes().await {
+            nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+            return Ok(Response::new(v1::ListNodesResponse { nodes }));
+        }
         let stored = store.current();
         Ok(Response::new(v1::ListNodesResponse {
             nodes: vec![v1::ClusterNode {

@@ -113,6 +113,14 @@ pub trait ConfigStore: Send + Sync + 'static {
     fn events(&self) -> &EventLog;
     /// The last change that could not be applied, and when.
     fn last_error(&self) -> Option<(String, SystemTime)>;
+    /// Why the store is unreachable, while it is.
+    fn store_error(&self) -> Option<String> {
+        None
+    }
+    /// The nodes sharing the store, when the store keeps a registry.
+    async fn nodes(&self) -> Option<Vec<v1::ClusterNode>> {
+        None
+    }
 }
 
 /// Every resource of a config by key, as the `Resource` oneof.
@@ -229,7 +237,7 @@ impl EventLog {
     }
 
     /// Records the resource events of one revision and sends them live.
-    fn record(&self, revision: i64, changes: &[Change]) {
+    pub(crate) fn record(&self, revision: i64, changes: &[Change]) {
         let Ok(mut inner) = self.inner.lock() else { return };
         for ((kind, id), old_value, new_value) in changes {
             let ty = if new_value.is_some() { v1::resource_event::Type::Put } else { v1::resource_event::Type::Delete };

@@ -269,6 +269,24 @@ impl Gateway {
         gw
     }
 
+    /// Starts a gateway on a bootstrap of the caller's, `bootstrap(port,
+    /// admin_port, dir)`, whose HTTP listener must be on `port` and admin
+    /// listener on `admin_port`; `dir/config.yaml` exists (empty).
+    pub fn start_bootstrap(bootstrap: impl FnOnce(u16, u16, &Path) -> String) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, admin_port) = (free_port(), free_port());
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, "").expect("write config");
+        let text = bootstrap(port, admin_port, dir.path());
+        std::fs::write(dir.path().join("gateway.yaml"), text).expect("write bootstrap");
+        let log = dir.path().join("gateway.log");
+        let child = spawn(dir.path(), &log, false);
+        let gw = Gateway { child: Some(child), dir, port, admin_port, config: config_path, log };
+        gw.wait_ready("/__ready");
+        gw.wait_admin();
+        gw
+    }
+
     /// Starts a second gateway process with `run --upgrade` on this one's
     /// bootstrap, pid file and upgrade socket, and returns once it waits on
     /// the upgrade socket for the listeners: send this one SIGQUIT within 5

@@ -443,7 +443,7 @@ func (x StoreStatus_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StoreStatus_Kind.Descriptor instead.
 func (StoreStatus_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{77, 0}
+	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{78, 0}
 }
 
 // What the store keeps about each resource besides its content.
@@ -4980,7 +4980,10 @@ type NodeStatus struct {
 	Store *StoreStatus `protobuf:"bytes,10,opt,name=store,proto3" json:"store,omitempty"`
 	// Health of every upstream's nodes as this node sees it, ordered by
 	// upstream id.
-	Upstreams     []*UpstreamHealth `protobuf:"bytes,11,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	Upstreams []*UpstreamHealth `protobuf:"bytes,11,rep,name=upstreams,proto3" json:"upstreams,omitempty"`
+	// The event sinks of the bootstrap (`Bootstrap.event_sinks`) and how their
+	// deliveries go, in bootstrap order.
+	Sinks         []*SinkStatus `protobuf:"bytes,12,rep,name=sinks,proto3" json:"sinks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5092,6 +5095,114 @@ func (x *NodeStatus) GetUpstreams() []*UpstreamHealth {
 	return nil
 }
 
+func (x *NodeStatus) GetSinks() []*SinkStatus {
+	if x != nil {
+		return x.Sinks
+	}
+	return nil
+}
+
+// How one event sink's deliveries go, since the node started.
+type SinkStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `EventSink.name`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Events waiting in the sink's queue.
+	Queued uint64 `protobuf:"varint,2,opt,name=queued,proto3" json:"queued,omitempty"`
+	// Events the receiver acknowledged.
+	Delivered uint64 `protobuf:"varint,3,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	// Delivery attempts that failed (every retry counts).
+	FailedAttempts uint64 `protobuf:"varint,4,opt,name=failed_attempts,json=failedAttempts,proto3" json:"failed_attempts,omitempty"`
+	// Events given up: retries exhausted, refused by the receiver, or pushed
+	// out of a full queue.
+	Dropped uint64 `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// The error of the last failed attempt; empty once a delivery succeeds.
+	LastError string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// When `last_error` happened; unset when it is empty.
+	LastErrorTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_error_time,json=lastErrorTime,proto3" json:"last_error_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkStatus) Reset() {
+	*x = SinkStatus{}
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkStatus) ProtoMessage() {}
+
+func (x *SinkStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkStatus.ProtoReflect.Descriptor instead.
+func (*SinkStatus) Descriptor() ([]byte, []int) {
+	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *SinkStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SinkStatus) GetQueued() uint64 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetDelivered() uint64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetFailedAttempts() uint64 {
+	if x != nil {
+		return x.FailedAttempts
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *SinkStatus) GetLastErrorTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastErrorTime
+	}
+	return nil
+}
+
 // A node's connection to its store.
 type StoreStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -5115,7 +5226,7 @@ type StoreStatus struct {
 
 func (x *StoreStatus) Reset() {
 	*x = StoreStatus{}
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[77]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5127,7 +5238,7 @@ func (x *StoreStatus) String() string {
 func (*StoreStatus) ProtoMessage() {}
 
 func (x *StoreStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[77]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5140,7 +5251,7 @@ func (x *StoreStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreStatus.ProtoReflect.Descriptor instead.
 func (*StoreStatus) Descriptor() ([]byte, []int) {
-	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *StoreStatus) GetKind() StoreStatus_Kind {
@@ -5192,7 +5303,7 @@ type UpstreamHealth struct {
 
 func (x *UpstreamHealth) Reset() {
 	*x = UpstreamHealth{}
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[78]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5204,7 +5315,7 @@ func (x *UpstreamHealth) String() string {
 func (*UpstreamHealth) ProtoMessage() {}
 
 func (x *UpstreamHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[78]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5217,7 +5328,7 @@ func (x *UpstreamHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamHealth.ProtoReflect.Descriptor instead.
 func (*UpstreamHealth) Descriptor() ([]byte, []int) {
-	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{78}
+	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *UpstreamHealth) GetUpstreamId() string {
@@ -5255,7 +5366,7 @@ type NodeHealth struct {
 
 func (x *NodeHealth) Reset() {
 	*x = NodeHealth{}
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[79]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5267,7 +5378,7 @@ func (x *NodeHealth) String() string {
 func (*NodeHealth) ProtoMessage() {}
 
 func (x *NodeHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[79]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5280,7 +5391,7 @@ func (x *NodeHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHealth.ProtoReflect.Descriptor instead.
 func (*NodeHealth) Descriptor() ([]byte, []int) {
-	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{79}
+	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *NodeHealth) GetAddress() string {
@@ -5327,7 +5438,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[80]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5339,7 +5450,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[80]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5352,7 +5463,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{80}
+	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{81}
 }
 
 // Response of `StatusService.ListNodes`.
@@ -5366,7 +5477,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[81]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5378,7 +5489,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[81]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5391,7 +5502,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{81}
+	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ListNodesResponse) GetNodes() []*ClusterNode {
@@ -5425,7 +5536,7 @@ type ClusterNode struct {
 
 func (x *ClusterNode) Reset() {
 	*x = ClusterNode{}
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[82]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5437,7 +5548,7 @@ func (x *ClusterNode) String() string {
 func (*ClusterNode) ProtoMessage() {}
 
 func (x *ClusterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[82]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5450,7 +5561,7 @@ func (x *ClusterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterNode.ProtoReflect.Descriptor instead.
 func (*ClusterNode) Descriptor() ([]byte, []int) {
-	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{82}
+	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ClusterNode) GetNodeId() string {
@@ -5516,7 +5627,7 @@ type DeliverEventRequest struct {
 
 func (x *DeliverEventRequest) Reset() {
 	*x = DeliverEventRequest{}
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[83]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5528,7 +5639,7 @@ func (x *DeliverEventRequest) String() string {
 func (*DeliverEventRequest) ProtoMessage() {}
 
 func (x *DeliverEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pingora_config_v1_admin_proto_msgTypes[83]
+	mi := &file_pingora_config_v1_admin_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5541,7 +5652,7 @@ func (x *DeliverEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverEventRequest.ProtoReflect.Descriptor instead.
 func (*DeliverEventRequest) Descriptor() ([]byte, []int) {
-	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{83}
+	return file_pingora_config_v1_admin_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *DeliverEventRequest) GetSink() string {
@@ -5860,7 +5971,7 @@ const file_pingora_config_v1_admin_proto_rawDesc = "" +
 	"\x0eResyncRequired\x12'\n" +
 	"\x0foldest_revision\x18\x01 \x01(\x03R\x0eoldestRevision\x12)\n" +
 	"\x10current_revision\x18\x02 \x01(\x03R\x0fcurrentRevision\"\x12\n" +
-	"\x10GetStatusRequest\"\x92\x04\n" +
+	"\x10GetStatusRequest\"\xc7\x04\n" +
 	"\n" +
 	"NodeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
@@ -5877,7 +5988,18 @@ const file_pingora_config_v1_admin_proto_rawDesc = "" +
 	"\x0flast_error_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\x124\n" +
 	"\x05store\x18\n" +
 	" \x01(\v2\x1e.pingora_config.v1.StoreStatusR\x05store\x12?\n" +
-	"\tupstreams\x18\v \x03(\v2!.pingora_config.v1.UpstreamHealthR\tupstreams\"\xed\x01\n" +
+	"\tupstreams\x18\v \x03(\v2!.pingora_config.v1.UpstreamHealthR\tupstreams\x123\n" +
+	"\x05sinks\x18\f \x03(\v2\x1d.pingora_config.v1.SinkStatusR\x05sinks\"\xfc\x01\n" +
+	"\n" +
+	"SinkStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06queued\x18\x02 \x01(\x04R\x06queued\x12\x1c\n" +
+	"\tdelivered\x18\x03 \x01(\x04R\tdelivered\x12'\n" +
+	"\x0ffailed_attempts\x18\x04 \x01(\x04R\x0efailedAttempts\x12\x18\n" +
+	"\adropped\x18\x05 \x01(\x04R\adropped\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x12B\n" +
+	"\x0flast_error_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\"\xed\x01\n" +
 	"\vStoreStatus\x127\n" +
 	"\x04kind\x18\x01 \x01(\x0e2#.pingora_config.v1.StoreStatus.KindR\x04kind\x12\x1c\n" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x1a\n" +
@@ -5981,7 +6103,7 @@ func file_pingora_config_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_pingora_config_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_pingora_config_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
+var file_pingora_config_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_pingora_config_v1_admin_proto_goTypes = []any{
 	(Resource_Kind)(0),                 // 0: pingora_config.v1.Resource.Kind
 	(ResourceChange_Type)(0),           // 1: pingora_config.v1.ResourceChange.Type
@@ -6067,88 +6189,89 @@ var file_pingora_config_v1_admin_proto_goTypes = []any{
 	(*ResyncRequired)(nil),             // 81: pingora_config.v1.ResyncRequired
 	(*GetStatusRequest)(nil),           // 82: pingora_config.v1.GetStatusRequest
 	(*NodeStatus)(nil),                 // 83: pingora_config.v1.NodeStatus
-	(*StoreStatus)(nil),                // 84: pingora_config.v1.StoreStatus
-	(*UpstreamHealth)(nil),             // 85: pingora_config.v1.UpstreamHealth
-	(*NodeHealth)(nil),                 // 86: pingora_config.v1.NodeHealth
-	(*ListNodesRequest)(nil),           // 87: pingora_config.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),          // 88: pingora_config.v1.ListNodesResponse
-	(*ClusterNode)(nil),                // 89: pingora_config.v1.ClusterNode
-	(*DeliverEventRequest)(nil),        // 90: pingora_config.v1.DeliverEventRequest
-	(*timestamppb.Timestamp)(nil),      // 91: google.protobuf.Timestamp
-	(*Route)(nil),                      // 92: pingora_config.v1.Route
-	(*Service)(nil),                    // 93: pingora_config.v1.Service
-	(*Upstream)(nil),                   // 94: pingora_config.v1.Upstream
-	(*Consumer)(nil),                   // 95: pingora_config.v1.Consumer
-	(*Ssl)(nil),                        // 96: pingora_config.v1.Ssl
-	(*GlobalRule)(nil),                 // 97: pingora_config.v1.GlobalRule
-	(*PluginConfig)(nil),               // 98: pingora_config.v1.PluginConfig
-	(*Config)(nil),                     // 99: pingora_config.v1.Config
-	(*durationpb.Duration)(nil),        // 100: google.protobuf.Duration
-	(*emptypb.Empty)(nil),              // 101: google.protobuf.Empty
+	(*SinkStatus)(nil),                 // 84: pingora_config.v1.SinkStatus
+	(*StoreStatus)(nil),                // 85: pingora_config.v1.StoreStatus
+	(*UpstreamHealth)(nil),             // 86: pingora_config.v1.UpstreamHealth
+	(*NodeHealth)(nil),                 // 87: pingora_config.v1.NodeHealth
+	(*ListNodesRequest)(nil),           // 88: pingora_config.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),          // 89: pingora_config.v1.ListNodesResponse
+	(*ClusterNode)(nil),                // 90: pingora_config.v1.ClusterNode
+	(*DeliverEventRequest)(nil),        // 91: pingora_config.v1.DeliverEventRequest
+	(*timestamppb.Timestamp)(nil),      // 92: google.protobuf.Timestamp
+	(*Route)(nil),                      // 93: pingora_config.v1.Route
+	(*Service)(nil),                    // 94: pingora_config.v1.Service
+	(*Upstream)(nil),                   // 95: pingora_config.v1.Upstream
+	(*Consumer)(nil),                   // 96: pingora_config.v1.Consumer
+	(*Ssl)(nil),                        // 97: pingora_config.v1.Ssl
+	(*GlobalRule)(nil),                 // 98: pingora_config.v1.GlobalRule
+	(*PluginConfig)(nil),               // 99: pingora_config.v1.PluginConfig
+	(*Config)(nil),                     // 100: pingora_config.v1.Config
+	(*durationpb.Duration)(nil),        // 101: google.protobuf.Duration
+	(*emptypb.Empty)(nil),              // 102: google.protobuf.Empty
 }
 var file_pingora_config_v1_admin_proto_depIdxs = []int32{
-	91,  // 0: pingora_config.v1.ResourceMeta.update_time:type_name -> google.protobuf.Timestamp
-	92,  // 1: pingora_config.v1.Resource.route:type_name -> pingora_config.v1.Route
-	93,  // 2: pingora_config.v1.Resource.service:type_name -> pingora_config.v1.Service
-	94,  // 3: pingora_config.v1.Resource.upstream:type_name -> pingora_config.v1.Upstream
-	95,  // 4: pingora_config.v1.Resource.consumer:type_name -> pingora_config.v1.Consumer
-	96,  // 5: pingora_config.v1.Resource.ssl:type_name -> pingora_config.v1.Ssl
-	97,  // 6: pingora_config.v1.Resource.global_rule:type_name -> pingora_config.v1.GlobalRule
-	98,  // 7: pingora_config.v1.Resource.plugin_config:type_name -> pingora_config.v1.PluginConfig
-	92,  // 8: pingora_config.v1.RouteEntry.route:type_name -> pingora_config.v1.Route
+	92,  // 0: pingora_config.v1.ResourceMeta.update_time:type_name -> google.protobuf.Timestamp
+	93,  // 1: pingora_config.v1.Resource.route:type_name -> pingora_config.v1.Route
+	94,  // 2: pingora_config.v1.Resource.service:type_name -> pingora_config.v1.Service
+	95,  // 3: pingora_config.v1.Resource.upstream:type_name -> pingora_config.v1.Upstream
+	96,  // 4: pingora_config.v1.Resource.consumer:type_name -> pingora_config.v1.Consumer
+	97,  // 5: pingora_config.v1.Resource.ssl:type_name -> pingora_config.v1.Ssl
+	98,  // 6: pingora_config.v1.Resource.global_rule:type_name -> pingora_config.v1.GlobalRule
+	99,  // 7: pingora_config.v1.Resource.plugin_config:type_name -> pingora_config.v1.PluginConfig
+	93,  // 8: pingora_config.v1.RouteEntry.route:type_name -> pingora_config.v1.Route
 	7,   // 9: pingora_config.v1.RouteEntry.meta:type_name -> pingora_config.v1.ResourceMeta
 	8,   // 10: pingora_config.v1.ListRoutesRequest.label_selector:type_name -> pingora_config.v1.LabelMatch
 	10,  // 11: pingora_config.v1.ListRoutesResponse.items:type_name -> pingora_config.v1.RouteEntry
-	92,  // 12: pingora_config.v1.CreateRouteRequest.route:type_name -> pingora_config.v1.Route
-	92,  // 13: pingora_config.v1.UpdateRouteRequest.route:type_name -> pingora_config.v1.Route
-	93,  // 14: pingora_config.v1.ServiceEntry.service:type_name -> pingora_config.v1.Service
+	93,  // 12: pingora_config.v1.CreateRouteRequest.route:type_name -> pingora_config.v1.Route
+	93,  // 13: pingora_config.v1.UpdateRouteRequest.route:type_name -> pingora_config.v1.Route
+	94,  // 14: pingora_config.v1.ServiceEntry.service:type_name -> pingora_config.v1.Service
 	7,   // 15: pingora_config.v1.ServiceEntry.meta:type_name -> pingora_config.v1.ResourceMeta
 	8,   // 16: pingora_config.v1.ListServicesRequest.label_selector:type_name -> pingora_config.v1.LabelMatch
 	18,  // 17: pingora_config.v1.ListServicesResponse.items:type_name -> pingora_config.v1.ServiceEntry
-	93,  // 18: pingora_config.v1.CreateServiceRequest.service:type_name -> pingora_config.v1.Service
-	93,  // 19: pingora_config.v1.UpdateServiceRequest.service:type_name -> pingora_config.v1.Service
-	94,  // 20: pingora_config.v1.UpstreamEntry.upstream:type_name -> pingora_config.v1.Upstream
+	94,  // 18: pingora_config.v1.CreateServiceRequest.service:type_name -> pingora_config.v1.Service
+	94,  // 19: pingora_config.v1.UpdateServiceRequest.service:type_name -> pingora_config.v1.Service
+	95,  // 20: pingora_config.v1.UpstreamEntry.upstream:type_name -> pingora_config.v1.Upstream
 	7,   // 21: pingora_config.v1.UpstreamEntry.meta:type_name -> pingora_config.v1.ResourceMeta
 	8,   // 22: pingora_config.v1.ListUpstreamsRequest.label_selector:type_name -> pingora_config.v1.LabelMatch
 	26,  // 23: pingora_config.v1.ListUpstreamsResponse.items:type_name -> pingora_config.v1.UpstreamEntry
-	94,  // 24: pingora_config.v1.CreateUpstreamRequest.upstream:type_name -> pingora_config.v1.Upstream
-	94,  // 25: pingora_config.v1.UpdateUpstreamRequest.upstream:type_name -> pingora_config.v1.Upstream
-	95,  // 26: pingora_config.v1.ConsumerEntry.consumer:type_name -> pingora_config.v1.Consumer
+	95,  // 24: pingora_config.v1.CreateUpstreamRequest.upstream:type_name -> pingora_config.v1.Upstream
+	95,  // 25: pingora_config.v1.UpdateUpstreamRequest.upstream:type_name -> pingora_config.v1.Upstream
+	96,  // 26: pingora_config.v1.ConsumerEntry.consumer:type_name -> pingora_config.v1.Consumer
 	7,   // 27: pingora_config.v1.ConsumerEntry.meta:type_name -> pingora_config.v1.ResourceMeta
 	8,   // 28: pingora_config.v1.ListConsumersRequest.label_selector:type_name -> pingora_config.v1.LabelMatch
 	34,  // 29: pingora_config.v1.ListConsumersResponse.items:type_name -> pingora_config.v1.ConsumerEntry
-	95,  // 30: pingora_config.v1.CreateConsumerRequest.consumer:type_name -> pingora_config.v1.Consumer
-	95,  // 31: pingora_config.v1.UpdateConsumerRequest.consumer:type_name -> pingora_config.v1.Consumer
-	96,  // 32: pingora_config.v1.SslEntry.ssl:type_name -> pingora_config.v1.Ssl
+	96,  // 30: pingora_config.v1.CreateConsumerRequest.consumer:type_name -> pingora_config.v1.Consumer
+	96,  // 31: pingora_config.v1.UpdateConsumerRequest.consumer:type_name -> pingora_config.v1.Consumer
+	97,  // 32: pingora_config.v1.SslEntry.ssl:type_name -> pingora_config.v1.Ssl
 	7,   // 33: pingora_config.v1.SslEntry.meta:type_name -> pingora_config.v1.ResourceMeta
 	8,   // 34: pingora_config.v1.ListSslsRequest.label_selector:type_name -> pingora_config.v1.LabelMatch
 	42,  // 35: pingora_config.v1.ListSslsResponse.items:type_name -> pingora_config.v1.SslEntry
-	96,  // 36: pingora_config.v1.CreateSslRequest.ssl:type_name -> pingora_config.v1.Ssl
-	96,  // 37: pingora_config.v1.UpdateSslRequest.ssl:type_name -> pingora_config.v1.Ssl
-	97,  // 38: pingora_config.v1.GlobalRuleEntry.global_rule:type_name -> pingora_config.v1.GlobalRule
+	97,  // 36: pingora_config.v1.CreateSslRequest.ssl:type_name -> pingora_config.v1.Ssl
+	97,  // 37: pingora_config.v1.UpdateSslRequest.ssl:type_name -> pingora_config.v1.Ssl
+	98,  // 38: pingora_config.v1.GlobalRuleEntry.global_rule:type_name -> pingora_config.v1.GlobalRule
 	7,   // 39: pingora_config.v1.GlobalRuleEntry.meta:type_name -> pingora_config.v1.ResourceMeta
 	8,   // 40: pingora_config.v1.ListGlobalRulesRequest.label_selector:type_name -> pingora_config.v1.LabelMatch
 	50,  // 41: pingora_config.v1.ListGlobalRulesResponse.items:type_name -> pingora_config.v1.GlobalRuleEntry
-	97,  // 42: pingora_config.v1.CreateGlobalRuleRequest.global_rule:type_name -> pingora_config.v1.GlobalRule
-	97,  // 43: pingora_config.v1.UpdateGlobalRuleRequest.global_rule:type_name -> pingora_config.v1.GlobalRule
-	98,  // 44: pingora_config.v1.PluginConfigEntry.plugin_config:type_name -> pingora_config.v1.PluginConfig
+	98,  // 42: pingora_config.v1.CreateGlobalRuleRequest.global_rule:type_name -> pingora_config.v1.GlobalRule
+	98,  // 43: pingora_config.v1.UpdateGlobalRuleRequest.global_rule:type_name -> pingora_config.v1.GlobalRule
+	99,  // 44: pingora_config.v1.PluginConfigEntry.plugin_config:type_name -> pingora_config.v1.PluginConfig
 	7,   // 45: pingora_config.v1.PluginConfigEntry.meta:type_name -> pingora_config.v1.ResourceMeta
 	8,   // 46: pingora_config.v1.ListPluginConfigsRequest.label_selector:type_name -> pingora_config.v1.LabelMatch
 	58,  // 47: pingora_config.v1.ListPluginConfigsResponse.items:type_name -> pingora_config.v1.PluginConfigEntry
-	98,  // 48: pingora_config.v1.CreatePluginConfigRequest.plugin_config:type_name -> pingora_config.v1.PluginConfig
-	98,  // 49: pingora_config.v1.UpdatePluginConfigRequest.plugin_config:type_name -> pingora_config.v1.PluginConfig
-	99,  // 50: pingora_config.v1.ApplyConfigRequest.config:type_name -> pingora_config.v1.Config
+	99,  // 48: pingora_config.v1.CreatePluginConfigRequest.plugin_config:type_name -> pingora_config.v1.PluginConfig
+	99,  // 49: pingora_config.v1.UpdatePluginConfigRequest.plugin_config:type_name -> pingora_config.v1.PluginConfig
+	100, // 50: pingora_config.v1.ApplyConfigRequest.config:type_name -> pingora_config.v1.Config
 	68,  // 51: pingora_config.v1.ApplyConfigResponse.diff:type_name -> pingora_config.v1.ConfigDiff
 	69,  // 52: pingora_config.v1.ConfigDiff.changes:type_name -> pingora_config.v1.ResourceChange
 	0,   // 53: pingora_config.v1.ResourceChange.kind:type_name -> pingora_config.v1.Resource.Kind
 	1,   // 54: pingora_config.v1.ResourceChange.type:type_name -> pingora_config.v1.ResourceChange.Type
 	70,  // 55: pingora_config.v1.ResourceChange.fields:type_name -> pingora_config.v1.FieldChange
-	99,  // 56: pingora_config.v1.ValidateConfigRequest.config:type_name -> pingora_config.v1.Config
+	100, // 56: pingora_config.v1.ValidateConfigRequest.config:type_name -> pingora_config.v1.Config
 	73,  // 57: pingora_config.v1.ValidateConfigResponse.violations:type_name -> pingora_config.v1.Violation
-	99,  // 58: pingora_config.v1.ExportConfigResponse.config:type_name -> pingora_config.v1.Config
+	100, // 58: pingora_config.v1.ExportConfigResponse.config:type_name -> pingora_config.v1.Config
 	2,   // 59: pingora_config.v1.WatchRequest.kinds:type_name -> pingora_config.v1.Event.Kind
 	0,   // 60: pingora_config.v1.WatchRequest.resource_kinds:type_name -> pingora_config.v1.Resource.Kind
-	91,  // 61: pingora_config.v1.Event.time:type_name -> google.protobuf.Timestamp
+	92,  // 61: pingora_config.v1.Event.time:type_name -> google.protobuf.Timestamp
 	78,  // 62: pingora_config.v1.Event.resource:type_name -> pingora_config.v1.ResourceEvent
 	79,  // 63: pingora_config.v1.Event.health:type_name -> pingora_config.v1.HealthEvent
 	80,  // 64: pingora_config.v1.Event.node:type_name -> pingora_config.v1.NodeEvent
@@ -6159,109 +6282,111 @@ var file_pingora_config_v1_admin_proto_depIdxs = []int32{
 	9,   // 69: pingora_config.v1.ResourceEvent.new_value:type_name -> pingora_config.v1.Resource
 	4,   // 70: pingora_config.v1.HealthEvent.source:type_name -> pingora_config.v1.HealthEvent.Source
 	5,   // 71: pingora_config.v1.NodeEvent.type:type_name -> pingora_config.v1.NodeEvent.Type
-	91,  // 72: pingora_config.v1.NodeStatus.start_time:type_name -> google.protobuf.Timestamp
-	100, // 73: pingora_config.v1.NodeStatus.uptime:type_name -> google.protobuf.Duration
-	91,  // 74: pingora_config.v1.NodeStatus.applied_time:type_name -> google.protobuf.Timestamp
-	91,  // 75: pingora_config.v1.NodeStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	84,  // 76: pingora_config.v1.NodeStatus.store:type_name -> pingora_config.v1.StoreStatus
-	85,  // 77: pingora_config.v1.NodeStatus.upstreams:type_name -> pingora_config.v1.UpstreamHealth
-	6,   // 78: pingora_config.v1.StoreStatus.kind:type_name -> pingora_config.v1.StoreStatus.Kind
-	86,  // 79: pingora_config.v1.UpstreamHealth.nodes:type_name -> pingora_config.v1.NodeHealth
-	91,  // 80: pingora_config.v1.NodeHealth.last_check:type_name -> google.protobuf.Timestamp
-	91,  // 81: pingora_config.v1.NodeHealth.since:type_name -> google.protobuf.Timestamp
-	89,  // 82: pingora_config.v1.ListNodesResponse.nodes:type_name -> pingora_config.v1.ClusterNode
-	91,  // 83: pingora_config.v1.ClusterNode.start_time:type_name -> google.protobuf.Timestamp
-	91,  // 84: pingora_config.v1.ClusterNode.last_seen:type_name -> google.protobuf.Timestamp
-	77,  // 85: pingora_config.v1.DeliverEventRequest.event:type_name -> pingora_config.v1.Event
-	11,  // 86: pingora_config.v1.ResourceService.GetRoute:input_type -> pingora_config.v1.GetRouteRequest
-	12,  // 87: pingora_config.v1.ResourceService.ListRoutes:input_type -> pingora_config.v1.ListRoutesRequest
-	14,  // 88: pingora_config.v1.ResourceService.CreateRoute:input_type -> pingora_config.v1.CreateRouteRequest
-	15,  // 89: pingora_config.v1.ResourceService.UpdateRoute:input_type -> pingora_config.v1.UpdateRouteRequest
-	16,  // 90: pingora_config.v1.ResourceService.DeleteRoute:input_type -> pingora_config.v1.DeleteRouteRequest
-	19,  // 91: pingora_config.v1.ResourceService.GetService:input_type -> pingora_config.v1.GetServiceRequest
-	20,  // 92: pingora_config.v1.ResourceService.ListServices:input_type -> pingora_config.v1.ListServicesRequest
-	22,  // 93: pingora_config.v1.ResourceService.CreateService:input_type -> pingora_config.v1.CreateServiceRequest
-	23,  // 94: pingora_config.v1.ResourceService.UpdateService:input_type -> pingora_config.v1.UpdateServiceRequest
-	24,  // 95: pingora_config.v1.ResourceService.DeleteService:input_type -> pingora_config.v1.DeleteServiceRequest
-	27,  // 96: pingora_config.v1.ResourceService.GetUpstream:input_type -> pingora_config.v1.GetUpstreamRequest
-	28,  // 97: pingora_config.v1.ResourceService.ListUpstreams:input_type -> pingora_config.v1.ListUpstreamsRequest
-	30,  // 98: pingora_config.v1.ResourceService.CreateUpstream:input_type -> pingora_config.v1.CreateUpstreamRequest
-	31,  // 99: pingora_config.v1.ResourceService.UpdateUpstream:input_type -> pingora_config.v1.UpdateUpstreamRequest
-	32,  // 100: pingora_config.v1.ResourceService.DeleteUpstream:input_type -> pingora_config.v1.DeleteUpstreamRequest
-	35,  // 101: pingora_config.v1.ResourceService.GetConsumer:input_type -> pingora_config.v1.GetConsumerRequest
-	36,  // 102: pingora_config.v1.ResourceService.ListConsumers:input_type -> pingora_config.v1.ListConsumersRequest
-	38,  // 103: pingora_config.v1.ResourceService.CreateConsumer:input_type -> pingora_config.v1.CreateConsumerRequest
-	39,  // 104: pingora_config.v1.ResourceService.UpdateConsumer:input_type -> pingora_config.v1.UpdateConsumerRequest
-	40,  // 105: pingora_config.v1.ResourceService.DeleteConsumer:input_type -> pingora_config.v1.DeleteConsumerRequest
-	43,  // 106: pingora_config.v1.ResourceService.GetSsl:input_type -> pingora_config.v1.GetSslRequest
-	44,  // 107: pingora_config.v1.ResourceService.ListSsls:input_type -> pingora_config.v1.ListSslsRequest
-	46,  // 108: pingora_config.v1.ResourceService.CreateSsl:input_type -> pingora_config.v1.CreateSslRequest
-	47,  // 109: pingora_config.v1.ResourceService.UpdateSsl:input_type -> pingora_config.v1.UpdateSslRequest
-	48,  // 110: pingora_config.v1.ResourceService.DeleteSsl:input_type -> pingora_config.v1.DeleteSslRequest
-	51,  // 111: pingora_config.v1.ResourceService.GetGlobalRule:input_type -> pingora_config.v1.GetGlobalRuleRequest
-	52,  // 112: pingora_config.v1.ResourceService.ListGlobalRules:input_type -> pingora_config.v1.ListGlobalRulesRequest
-	54,  // 113: pingora_config.v1.ResourceService.CreateGlobalRule:input_type -> pingora_config.v1.CreateGlobalRuleRequest
-	55,  // 114: pingora_config.v1.ResourceService.UpdateGlobalRule:input_type -> pingora_config.v1.UpdateGlobalRuleRequest
-	56,  // 115: pingora_config.v1.ResourceService.DeleteGlobalRule:input_type -> pingora_config.v1.DeleteGlobalRuleRequest
-	59,  // 116: pingora_config.v1.ResourceService.GetPluginConfig:input_type -> pingora_config.v1.GetPluginConfigRequest
-	60,  // 117: pingora_config.v1.ResourceService.ListPluginConfigs:input_type -> pingora_config.v1.ListPluginConfigsRequest
-	62,  // 118: pingora_config.v1.ResourceService.CreatePluginConfig:input_type -> pingora_config.v1.CreatePluginConfigRequest
-	63,  // 119: pingora_config.v1.ResourceService.UpdatePluginConfig:input_type -> pingora_config.v1.UpdatePluginConfigRequest
-	64,  // 120: pingora_config.v1.ResourceService.DeletePluginConfig:input_type -> pingora_config.v1.DeletePluginConfigRequest
-	66,  // 121: pingora_config.v1.ConfigService.ApplyConfig:input_type -> pingora_config.v1.ApplyConfigRequest
-	71,  // 122: pingora_config.v1.ConfigService.ValidateConfig:input_type -> pingora_config.v1.ValidateConfigRequest
-	74,  // 123: pingora_config.v1.ConfigService.ExportConfig:input_type -> pingora_config.v1.ExportConfigRequest
-	76,  // 124: pingora_config.v1.EventService.Watch:input_type -> pingora_config.v1.WatchRequest
-	82,  // 125: pingora_config.v1.StatusService.GetStatus:input_type -> pingora_config.v1.GetStatusRequest
-	87,  // 126: pingora_config.v1.StatusService.ListNodes:input_type -> pingora_config.v1.ListNodesRequest
-	90,  // 127: pingora_config.v1.EventSinkService.Deliver:input_type -> pingora_config.v1.DeliverEventRequest
-	10,  // 128: pingora_config.v1.ResourceService.GetRoute:output_type -> pingora_config.v1.RouteEntry
-	13,  // 129: pingora_config.v1.ResourceService.ListRoutes:output_type -> pingora_config.v1.ListRoutesResponse
-	10,  // 130: pingora_config.v1.ResourceService.CreateRoute:output_type -> pingora_config.v1.RouteEntry
-	10,  // 131: pingora_config.v1.ResourceService.UpdateRoute:output_type -> pingora_config.v1.RouteEntry
-	17,  // 132: pingora_config.v1.ResourceService.DeleteRoute:output_type -> pingora_config.v1.DeleteRouteResponse
-	18,  // 133: pingora_config.v1.ResourceService.GetService:output_type -> pingora_config.v1.ServiceEntry
-	21,  // 134: pingora_config.v1.ResourceService.ListServices:output_type -> pingora_config.v1.ListServicesResponse
-	18,  // 135: pingora_config.v1.ResourceService.CreateService:output_type -> pingora_config.v1.ServiceEntry
-	18,  // 136: pingora_config.v1.ResourceService.UpdateService:output_type -> pingora_config.v1.ServiceEntry
-	25,  // 137: pingora_config.v1.ResourceService.DeleteService:output_type -> pingora_config.v1.DeleteServiceResponse
-	26,  // 138: pingora_config.v1.ResourceService.GetUpstream:output_type -> pingora_config.v1.UpstreamEntry
-	29,  // 139: pingora_config.v1.ResourceService.ListUpstreams:output_type -> pingora_config.v1.ListUpstreamsResponse
-	26,  // 140: pingora_config.v1.ResourceService.CreateUpstream:output_type -> pingora_config.v1.UpstreamEntry
-	26,  // 141: pingora_config.v1.ResourceService.UpdateUpstream:output_type -> pingora_config.v1.UpstreamEntry
-	33,  // 142: pingora_config.v1.ResourceService.DeleteUpstream:output_type -> pingora_config.v1.DeleteUpstreamResponse
-	34,  // 143: pingora_config.v1.ResourceService.GetConsumer:output_type -> pingora_config.v1.ConsumerEntry
-	37,  // 144: pingora_config.v1.ResourceService.ListConsumers:output_type -> pingora_config.v1.ListConsumersResponse
-	34,  // 145: pingora_config.v1.ResourceService.CreateConsumer:output_type -> pingora_config.v1.ConsumerEntry
-	34,  // 146: pingora_config.v1.ResourceService.UpdateConsumer:output_type -> pingora_config.v1.ConsumerEntry
-	41,  // 147: pingora_config.v1.ResourceService.DeleteConsumer:output_type -> pingora_config.v1.DeleteConsumerResponse
-	42,  // 148: pingora_config.v1.ResourceService.GetSsl:output_type -> pingora_config.v1.SslEntry
-	45,  // 149: pingora_config.v1.ResourceService.ListSsls:output_type -> pingora_config.v1.ListSslsResponse
-	42,  // 150: pingora_config.v1.ResourceService.CreateSsl:output_type -> pingora_config.v1.SslEntry
-	42,  // 151: pingora_config.v1.ResourceService.UpdateSsl:output_type -> pingora_config.v1.SslEntry
-	49,  // 152: pingora_config.v1.ResourceService.DeleteSsl:output_type -> pingora_config.v1.DeleteSslResponse
-	50,  // 153: pingora_config.v1.ResourceService.GetGlobalRule:output_type -> pingora_config.v1.GlobalRuleEntry
-	53,  // 154: pingora_config.v1.ResourceService.ListGlobalRules:output_type -> pingora_config.v1.ListGlobalRulesResponse
-	50,  // 155: pingora_config.v1.ResourceService.CreateGlobalRule:output_type -> pingora_config.v1.GlobalRuleEntry
-	50,  // 156: pingora_config.v1.ResourceService.UpdateGlobalRule:output_type -> pingora_config.v1.GlobalRuleEntry
-	57,  // 157: pingora_config.v1.ResourceService.DeleteGlobalRule:output_type -> pingora_config.v1.DeleteGlobalRuleResponse
-	58,  // 158: pingora_config.v1.ResourceService.GetPluginConfig:output_type -> pingora_config.v1.PluginConfigEntry
-	61,  // 159: pingora_config.v1.ResourceService.ListPluginConfigs:output_type -> pingora_config.v1.ListPluginConfigsResponse
-	58,  // 160: pingora_config.v1.ResourceService.CreatePluginConfig:output_type -> pingora_config.v1.PluginConfigEntry
-	58,  // 161: pingora_config.v1.ResourceService.UpdatePluginConfig:output_type -> pingora_config.v1.PluginConfigEntry
-	65,  // 162: pingora_config.v1.ResourceService.DeletePluginConfig:output_type -> pingora_config.v1.DeletePluginConfigResponse
-	67,  // 163: pingora_config.v1.ConfigService.ApplyConfig:output_type -> pingora_config.v1.ApplyConfigResponse
-	72,  // 164: pingora_config.v1.ConfigService.ValidateConfig:output_type -> pingora_config.v1.ValidateConfigResponse
-	75,  // 165: pingora_config.v1.ConfigService.ExportConfig:output_type -> pingora_config.v1.ExportConfigResponse
-	77,  // 166: pingora_config.v1.EventService.Watch:output_type -> pingora_config.v1.Event
-	83,  // 167: pingora_config.v1.StatusService.GetStatus:output_type -> pingora_config.v1.NodeStatus
-	88,  // 168: pingora_config.v1.StatusService.ListNodes:output_type -> pingora_config.v1.ListNodesResponse
-	101, // 169: pingora_config.v1.EventSinkService.Deliver:output_type -> google.protobuf.Empty
-	128, // [128:170] is the sub-list for method output_type
-	86,  // [86:128] is the sub-list for method input_type
-	86,  // [86:86] is the sub-list for extension type_name
-	86,  // [86:86] is the sub-list for extension extendee
-	0,   // [0:86] is the sub-list for field type_name
+	92,  // 72: pingora_config.v1.NodeStatus.start_time:type_name -> google.protobuf.Timestamp
+	101, // 73: pingora_config.v1.NodeStatus.uptime:type_name -> google.protobuf.Duration
+	92,  // 74: pingora_config.v1.NodeStatus.applied_time:type_name -> google.protobuf.Timestamp
+	92,  // 75: pingora_config.v1.NodeStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	85,  // 76: pingora_config.v1.NodeStatus.store:type_name -> pingora_config.v1.StoreStatus
+	86,  // 77: pingora_config.v1.NodeStatus.upstreams:type_name -> pingora_config.v1.UpstreamHealth
+	84,  // 78: pingora_config.v1.NodeStatus.sinks:type_name -> pingora_config.v1.SinkStatus
+	92,  // 79: pingora_config.v1.SinkStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	6,   // 80: pingora_config.v1.StoreStatus.kind:type_name -> pingora_config.v1.StoreStatus.Kind
+	87,  // 81: pingora_config.v1.UpstreamHealth.nodes:type_name -> pingora_config.v1.NodeHealth
+	92,  // 82: pingora_config.v1.NodeHealth.last_check:type_name -> google.protobuf.Timestamp
+	92,  // 83: pingora_config.v1.NodeHealth.since:type_name -> google.protobuf.Timestamp
+	90,  // 84: pingora_config.v1.ListNodesResponse.nodes:type_name -> pingora_config.v1.ClusterNode
+	92,  // 85: pingora_config.v1.ClusterNode.start_time:type_name -> google.protobuf.Timestamp
+	92,  // 86: pingora_config.v1.ClusterNode.last_seen:type_name -> google.protobuf.Timestamp
+	77,  // 87: pingora_config.v1.DeliverEventRequest.event:type_name -> pingora_config.v1.Event
+	11,  // 88: pingora_config.v1.ResourceService.GetRoute:input_type -> pingora_config.v1.GetRouteRequest
+	12,  // 89: pingora_config.v1.ResourceService.ListRoutes:input_type -> pingora_config.v1.ListRoutesRequest
+	14,  // 90: pingora_config.v1.ResourceService.CreateRoute:input_type -> pingora_config.v1.CreateRouteRequest
+	15,  // 91: pingora_config.v1.ResourceService.UpdateRoute:input_type -> pingora_config.v1.UpdateRouteRequest
+	16,  // 92: pingora_config.v1.ResourceService.DeleteRoute:input_type -> pingora_config.v1.DeleteRouteRequest
+	19,  // 93: pingora_config.v1.ResourceService.GetService:input_type -> pingora_config.v1.GetServiceRequest
+	20,  // 94: pingora_config.v1.ResourceService.ListServices:input_type -> pingora_config.v1.ListServicesRequest
+	22,  // 95: pingora_config.v1.ResourceService.CreateService:input_type -> pingora_config.v1.CreateServiceRequest
+	23,  // 96: pingora_config.v1.ResourceService.UpdateService:input_type -> pingora_config.v1.UpdateServiceRequest
+	24,  // 97: pingora_config.v1.ResourceService.DeleteService:input_type -> pingora_config.v1.DeleteServiceRequest
+	27,  // 98: pingora_config.v1.ResourceService.GetUpstream:input_type -> pingora_config.v1.GetUpstreamRequest
+	28,  // 99: pingora_config.v1.ResourceService.ListUpstreams:input_type -> pingora_config.v1.ListUpstreamsRequest
+	30,  // 100: pingora_config.v1.ResourceService.CreateUpstream:input_type -> pingora_config.v1.CreateUpstreamRequest
+	31,  // 101: pingora_config.v1.ResourceService.UpdateUpstream:input_type -> pingora_config.v1.UpdateUpstreamRequest
+	32,  // 102: pingora_config.v1.ResourceService.DeleteUpstream:input_type -> pingora_config.v1.DeleteUpstreamRequest
+	35,  // 103: pingora_config.v1.ResourceService.GetConsumer:input_type -> pingora_config.v1.GetConsumerRequest
+	36,  // 104: pingora_config.v1.ResourceService.ListConsumers:input_type -> pingora_config.v1.ListConsumersRequest
+	38,  // 105: pingora_config.v1.ResourceService.CreateConsumer:input_type -> pingora_config.v1.CreateConsumerRequest
+	39,  // 106: pingora_config.v1.ResourceService.UpdateConsumer:input_type -> pingora_config.v1.UpdateConsumerRequest
+	40,  // 107: pingora_config.v1.ResourceService.DeleteConsumer:input_type -> pingora_config.v1.DeleteConsumerRequest
+	43,  // 108: pingora_config.v1.ResourceService.GetSsl:input_type -> pingora_config.v1.GetSslRequest
+	44,  // 109: pingora_config.v1.ResourceService.ListSsls:input_type -> pingora_config.v1.ListSslsRequest
+	46,  // 110: pingora_config.v1.ResourceService.CreateSsl:input_type -> pingora_config.v1.CreateSslRequest
+	47,  // 111: pingora_config.v1.ResourceService.UpdateSsl:input_type -> pingora_config.v1.UpdateSslRequest
+	48,  // 112: pingora_config.v1.ResourceService.DeleteSsl:input_type -> pingora_config.v1.DeleteSslRequest
+	51,  // 113: pingora_config.v1.ResourceService.GetGlobalRule:input_type -> pingora_config.v1.GetGlobalRuleRequest
+	52,  // 114: pingora_config.v1.ResourceService.ListGlobalRules:input_type -> pingora_config.v1.ListGlobalRulesRequest
+	54,  // 115: pingora_config.v1.ResourceService.CreateGlobalRule:input_type -> pingora_config.v1.CreateGlobalRuleRequest
+	55,  // 116: pingora_config.v1.ResourceService.UpdateGlobalRule:input_type -> pingora_config.v1.UpdateGlobalRuleRequest
+	56,  // 117: pingora_config.v1.ResourceService.DeleteGlobalRule:input_type -> pingora_config.v1.DeleteGlobalRuleRequest
+	59,  // 118: pingora_config.v1.ResourceService.GetPluginConfig:input_type -> pingora_config.v1.GetPluginConfigRequest
+	60,  // 119: pingora_config.v1.ResourceService.ListPluginConfigs:input_type -> pingora_config.v1.ListPluginConfigsRequest
+	62,  // 120: pingora_config.v1.ResourceService.CreatePluginConfig:input_type -> pingora_config.v1.CreatePluginConfigRequest
+	63,  // 121: pingora_config.v1.ResourceService.UpdatePluginConfig:input_type -> pingora_config.v1.UpdatePluginConfigRequest
+	64,  // 122: pingora_config.v1.ResourceService.DeletePluginConfig:input_type -> pingora_config.v1.DeletePluginConfigRequest
+	66,  // 123: pingora_config.v1.ConfigService.ApplyConfig:input_type -> pingora_config.v1.ApplyConfigRequest
+	71,  // 124: pingora_config.v1.ConfigService.ValidateConfig:input_type -> pingora_config.v1.ValidateConfigRequest
+	74,  // 125: pingora_config.v1.ConfigService.ExportConfig:input_type -> pingora_config.v1.ExportConfigRequest
+	76,  // 126: pingora_config.v1.EventService.Watch:input_type -> pingora_config.v1.WatchRequest
+	82,  // 127: pingora_config.v1.StatusService.GetStatus:input_type -> pingora_config.v1.GetStatusRequest
+	88,  // 128: pingora_config.v1.StatusService.ListNodes:input_type -> pingora_config.v1.ListNodesRequest
+	91,  // 129: pingora_config.v1.EventSinkService.Deliver:input_type -> pingora_config.v1.DeliverEventRequest
+	10,  // 130: pingora_config.v1.ResourceService.GetRoute:output_type -> pingora_config.v1.RouteEntry
+	13,  // 131: pingora_config.v1.ResourceService.ListRoutes:output_type -> pingora_config.v1.ListRoutesResponse
+	10,  // 132: pingora_config.v1.ResourceService.CreateRoute:output_type -> pingora_config.v1.RouteEntry
+	10,  // 133: pingora_config.v1.ResourceService.UpdateRoute:output_type -> pingora_config.v1.RouteEntry
+	17,  // 134: pingora_config.v1.ResourceService.DeleteRoute:output_type -> pingora_config.v1.DeleteRouteResponse
+	18,  // 135: pingora_config.v1.ResourceService.GetService:output_type -> pingora_config.v1.ServiceEntry
+	21,  // 136: pingora_config.v1.ResourceService.ListServices:output_type -> pingora_config.v1.ListServicesResponse
+	18,  // 137: pingora_config.v1.ResourceService.CreateService:output_type -> pingora_config.v1.ServiceEntry
+	18,  // 138: pingora_config.v1.ResourceService.UpdateService:output_type -> pingora_config.v1.ServiceEntry
+	25,  // 139: pingora_config.v1.ResourceService.DeleteService:output_type -> pingora_config.v1.DeleteServiceResponse
+	26,  // 140: pingora_config.v1.ResourceService.GetUpstream:output_type -> pingora_config.v1.UpstreamEntry
+	29,  // 141: pingora_config.v1.ResourceService.ListUpstreams:output_type -> pingora_config.v1.ListUpstreamsResponse
+	26,  // 142: pingora_config.v1.ResourceService.CreateUpstream:output_type -> pingora_config.v1.UpstreamEntry
+	26,  // 143: pingora_config.v1.ResourceService.UpdateUpstream:output_type -> pingora_config.v1.UpstreamEntry
+	33,  // 144: pingora_config.v1.ResourceService.DeleteUpstream:output_type -> pingora_config.v1.DeleteUpstreamResponse
+	34,  // 145: pingora_config.v1.ResourceService.GetConsumer:output_type -> pingora_config.v1.ConsumerEntry
+	37,  // 146: pingora_config.v1.ResourceService.ListConsumers:output_type -> pingora_config.v1.ListConsumersResponse
+	34,  // 147: pingora_config.v1.ResourceService.CreateConsumer:output_type -> pingora_config.v1.ConsumerEntry
+	34,  // 148: pingora_config.v1.ResourceService.UpdateConsumer:output_type -> pingora_config.v1.ConsumerEntry
+	41,  // 149: pingora_config.v1.ResourceService.DeleteConsumer:output_type -> pingora_config.v1.DeleteConsumerResponse
+	42,  // 150: pingora_config.v1.ResourceService.GetSsl:output_type -> pingora_config.v1.SslEntry
+	45,  // 151: pingora_config.v1.ResourceService.ListSsls:output_type -> pingora_config.v1.ListSslsResponse
+	42,  // 152: pingora_config.v1.ResourceService.CreateSsl:output_type -> pingora_config.v1.SslEntry
+	42,  // 153: pingora_config.v1.ResourceService.UpdateSsl:output_type -> pingora_config.v1.SslEntry
+	49,  // 154: pingora_config.v1.ResourceService.DeleteSsl:output_type -> pingora_config.v1.DeleteSslResponse
+	50,  // 155: pingora_config.v1.ResourceService.GetGlobalRule:output_type -> pingora_config.v1.GlobalRuleEntry
+	53,  // 156: pingora_config.v1.ResourceService.ListGlobalRules:output_type -> pingora_config.v1.ListGlobalRulesResponse
+	50,  // 157: pingora_config.v1.ResourceService.CreateGlobalRule:output_type -> pingora_config.v1.GlobalRuleEntry
+	50,  // 158: pingora_config.v1.ResourceService.UpdateGlobalRule:output_type -> pingora_config.v1.GlobalRuleEntry
+	57,  // 159: pingora_config.v1.ResourceService.DeleteGlobalRule:output_type -> pingora_config.v1.DeleteGlobalRuleResponse
+	58,  // 160: pingora_config.v1.ResourceService.GetPluginConfig:output_type -> pingora_config.v1.PluginConfigEntry
+	61,  // 161: pingora_config.v1.ResourceService.ListPluginConfigs:output_type -> pingora_config.v1.ListPluginConfigsResponse
+	58,  // 162: pingora_config.v1.ResourceService.CreatePluginConfig:output_type -> pingora_config.v1.PluginConfigEntry
+	58,  // 163: pingora_config.v1.ResourceService.UpdatePluginConfig:output_type -> pingora_config.v1.PluginConfigEntry
+	65,  // 164: pingora_config.v1.ResourceService.DeletePluginConfig:output_type -> pingora_config.v1.DeletePluginConfigResponse
+	67,  // 165: pingora_config.v1.ConfigService.ApplyConfig:output_type -> pingora_config.v1.ApplyConfigResponse
+	72,  // 166: pingora_config.v1.ConfigService.ValidateConfig:output_type -> pingora_config.v1.ValidateConfigResponse
+	75,  // 167: pingora_config.v1.ConfigService.ExportConfig:output_type -> pingora_config.v1.ExportConfigResponse
+	77,  // 168: pingora_config.v1.EventService.Watch:output_type -> pingora_config.v1.Event
+	83,  // 169: pingora_config.v1.StatusService.GetStatus:output_type -> pingora_config.v1.NodeStatus
+	89,  // 170: pingora_config.v1.StatusService.ListNodes:output_type -> pingora_config.v1.ListNodesResponse
+	102, // 171: pingora_config.v1.EventSinkService.Deliver:output_type -> google.protobuf.Empty
+	130, // [130:172] is the sub-list for method output_type
+	88,  // [88:130] is the sub-list for method input_type
+	88,  // [88:88] is the sub-list for extension type_name
+	88,  // [88:88] is the sub-list for extension extendee
+	0,   // [0:88] is the sub-list for field type_name
 }
 
 func init() { file_pingora_config_v1_admin_proto_init() }
@@ -6297,7 +6422,7 @@ func file_pingora_config_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pingora_config_v1_admin_proto_rawDesc), len(file_pingora_config_v1_admin_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   84,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -1,0 +1,319 @@
+//! Propagation benchmark: how long after a gRPC write returns the change
+//! serves traffic, on one node with the file store and on three nodes
+//! sharing one etcd; then 200 writes/s for 30 s while `wrk` loads the data
+//! plane (failed requests, and req/s against the same load without writes).
+//!
+//! Usage: `bench_propagation GATEWAY_BINARY [writes] [sustain_seconds]`,
+//! run by `make bench-propagation` (release build). It starts everything
+//! itself: a small upstream, etcd (`scripts/etcd.sh`), the gateway nodes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pingora_config::v1;
+use pingora_config::v1::resource_service_client::ResourceServiceClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Kills its process when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Node {
+    _proc: Proc,
+    port: u16,
+    admin: u16,
+}
+
+fn wait_port(port: u16, what: &str) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("{what} did not start").into())
+}
+
+fn start_node(binary: &Path, dir: &Path, name: &str, store: &str, threads: u32) -> Result<Node, BoxError> {
+    let (port, admin) = (free_port()?, free_port()?);
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d)?;
+    let bootstrap = format!(
+        "node_id: {name}\nthreads: {threads}\nlisteners:\n  - {{ name: http, address: \"127.0.0.1:{port}\" }}\nadmin:\n  address: \"127.0.0.1:{admin}\"\nlogging: {{ level: WARN, access_log: {{ disabled: true }} }}\nstore:\n{store}"
+    );
+    let store_path = d.join("gateway.yaml");
+    std::fs::write(&store_path, bootstrap.replace("$DIR", &d.display().to_string()))?;
+    std::fs::write(d.join("config.yaml"), "")?;
+    let log = std::fs::File::create(d.join("gateway.log"))?;
+    let child = Command::new(binary)
+        .args(["run", "--bootstrap"])
+        .arg(&store_path)
+        .arg("--pid-file")
+        .arg(d.join("pid"))
+        .arg("--upgrade-sock")
+        .arg(d.join("sock"))
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()?;
+    let proc = Proc(child);
+    wait_port(port, name)?;
+    wait_port(admin, name)?;
+    Ok(Node { _proc: proc, port, admin })
+}
+
+/// A minimal HTTP/1.1 upstream answering 200 "ok" to everything.
+async fn upstream() -> Result<u16, BoxError> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = l.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut pending = Vec::new();
+                loop {
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let resp = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok";
+                        if s.write_all(resp).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, BoxError> {
+    Ok(serde_json::from_value(v)?)
+}
+
+async fn api(node: &Node) -> Result<ResourceServiceClient<Channel>, BoxError> {
+    let ch = Channel::from_shared(format!("http://127.0.0.1:{}", node.admin))?.connect().await?;
+    Ok(ResourceServiceClient::new(ch))
+}
+
+/// Polls `path` on `port` until it answers 200; the time it took.
+async fn until_served(client: &reqwest::Client, port: u16, path: &str, since: Instant) -> Duration {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    loop {
+        if let Ok(r) = client.get(&url).send().await
+            && r.status().is_success()
+        {
+            return since.elapsed();
+        }
+        if since.elapsed() > Duration::from_secs(10) {
+            return since.elapsed();
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `writes` routes created through the first node; for each, the time from
+/// the write returning until every node serves it.
+async fn propagation(nodes: &[Node], upstream_port: u16, writes: usize, label: &str) -> Result<(), BoxError> {
+    let mut res = api(&nodes[0]).await?;
+    let u: v1::Upstream =
+        from_json(serde_json::json!({ "id": "u", "nodes": [{ "host": "127.0.0.1", "port": upstream_port }] }))?;
+    res.create_upstream(v1::CreateUpstreamRequest { upstream: Some(u) }).await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(4).build()?;
+    let mut all = Vec::new();
+    let mut write_times = Vec::new();
+    for i in 0..writes {
+        let r: v1::Route =
+            from_json(serde_json::json!({ "id": format!("p{i}"), "uris": [format!("/p{i}")], "upstream_id": "u" }))?;
+        let started = Instant::now();
+        res.create_route(v1::CreateRouteRequest { route: Some(r) }).await?;
+        write_times.push(started.elapsed());
+        let since = Instant::now();
+        let path = format!("/p{i}");
+        let polls = nodes.iter().map(|n| until_served(&client, n.port, &path, since));
+        let times = futures_join(polls).await;
+        all.push(times.into_iter().max().unwrap_or_default());
+    }
+    all.sort();
+    write_times.sort();
+    println!(
+        "propagation {label}: {writes} writes; write returned -> served by every node: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (the gRPC write itself: p50 {:.2} ms, p99 {:.2} ms)",
+        ms(percentile(&all, 0.5)),
+        ms(percentile(&all, 0.99)),
+        ms(all.last().copied().unwrap_or_default()),
+        ms(percentile(&write_times, 0.5)),
+        ms(percentile(&write_times, 0.99)),
+    );
+    Ok(())
+}
+
+async fn futures_join<F: std::future::Future<Output = Duration>>(futures: impl Iterator<Item = F>) -> Vec<Duration> {
+    let mut out = Vec::new();
+    let handles: Vec<_> = futures.collect();
+    // Polled together: each is a loop of short sleeps.
+    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<Duration>> = vec![None; pinned.len()];
+    std::future::poll_fn(|cx| {
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none()
+                && let std::task::Poll::Ready(d) = f.as_mut().poll(cx)
+            {
+                done[i] = Some(d);
+            }
+        }
+        if done.iter().all(Option::is_some) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    out.extend(done.into_iter().flatten());
+    out
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// wrk's requests/s and failed requests (non-2xx/3xx plus socket errors).
+fn wrk(port: u16, seconds: u64) -> Result<(f64, u64), BoxError> {
+    let out = Command::new("wrk")
+        .args(["-t", "1", "-c", "16", "-d", &format!("{seconds}s"), &format!("http://127.0.0.1:{port}/bench")])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    let mut failed = 0;
+    for l in text.lines() {
+        if let Some(v) = l.trim().strip_prefix("Non-2xx or 3xx responses:") {
+            failed += v.trim().parse::<u64>().unwrap_or(0);
+        }
+        if let Some(v) = l.trim().strip_prefix("Socket errors:") {
+            failed += v.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum::<u64>();
+        }
+    }
+    Ok((rps, failed))
+}
+
+/// 200 writes/s through the first node for `seconds` while wrk loads it,
+/// against wrk alone.
+async fn sustained(nodes: &[Node], seconds: u64, label: &str) -> Result<(), BoxError> {
+    let mut res = api(&nodes[0]).await?;
+    let bench: v1::Route = from_json(serde_json::json!({ "id": "bench", "uris": ["/bench"], "upstream_id": "u" }))?;
+    res.create_route(v1::CreateRouteRequest { route: Some(bench) }).await?;
+    let churn: v1::Route = from_json(serde_json::json!({ "id": "churn", "uris": ["/churn-0"], "upstream_id": "u" }))?;
+    let mut revision = res
+        .create_route(v1::CreateRouteRequest { route: Some(churn) })
+        .await?
+        .into_inner()
+        .meta
+        .map(|m| m.revision)
+        .unwrap_or(0);
+    let port = nodes[0].port;
+    let baseline_secs = (seconds / 2).max(5);
+    let (base_rps, base_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs)).await??;
+    let load = tokio::task::spawn_blocking(move || wrk(port, seconds));
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (mut writes, mut write_errors) = (0u64, 0u64);
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        let r: v1::Route =
+            from_json(serde_json::json!({ "id": "churn", "uris": [format!("/churn-{writes}")], "upstream_id": "u" }))?;
+        match res.update_route(v1::UpdateRouteRequest { route: Some(r), expected_revision: revision }).await {
+            Ok(e) => revision = e.into_inner().meta.map(|m| m.revision).unwrap_or(revision),
+            Err(e) => {
+                write_errors += 1;
+                if write_errors < 5 {
+                    eprintln!("write: {e}");
+                }
+            }
+        }
+        writes += 1;
+    }
+    let rate = writes as f64 / started.elapsed().as_secs_f64();
+    let (rps, failed) = load.await??;
+    println!(
+        "sustained {label}: {writes} writes in {seconds} s ({rate:.0}/s, {write_errors} failed) under wrk -c16: failed requests {failed}; {rps:.0} req/s vs {base_rps:.0} req/s without writes ({:+.1}%; baseline failed {base_failed})",
+        (rps / base_rps - 1.0) * 100.0
+    );
+    Ok(())
+}
+
+fn etcd(dir: &Path) -> Result<(Proc, u16), BoxError> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/etcd.sh");
+    if !Command::new(&script).arg("install").status()?.success() {
+        return Err("scripts/etcd.sh install failed".into());
+    }
+    let (client, peer) = (free_port()?, free_port()?);
+    let log = std::fs::File::create(dir.join("etcd.log"))?;
+    let child = Command::new(&script)
+        .args(["run", &dir.join("etcd").display().to_string(), &client.to_string(), &peer.to_string()])
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()?;
+    let proc = Proc(child);
+    wait_port(client, "etcd")?;
+    std::thread::sleep(Duration::from_millis(500));
+    Ok((proc, client))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let mut args = std::env::args().skip(1);
+    let binary = PathBuf::from(args.next().ok_or("usage: bench_propagation GATEWAY_BINARY [writes] [seconds]")?);
+    let writes: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
+    let seconds: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(30);
+    let tmp = std::env::temp_dir().join(format!("bench-propagation-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let upstream_port = upstream().await?;
+    println!("bench-propagation: {} CPU(s)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+
+    {
+        let file = "  file: { path: $DIR/config.yaml }\n";
+        let nodes = vec![start_node(&binary, &tmp, "file", file, 2)?];
+        propagation(&nodes, upstream_port, writes, "file store, 1 node").await?;
+        sustained(&nodes, seconds, "file store, 1 node").await?;
+    }
+    {
+        let (_etcd, port) = etcd(&tmp)?;
+        let store =
+            format!("  etcd: {{ endpoints: [\"http://127.0.0.1:{port}\"], prefix: /bench, cache_dir: $DIR/cache }}\n");
+        let nodes = vec![
+            start_node(&binary, &tmp, "etcd-a", &store, 2)?,
+            start_node(&binary, &tmp, "etcd-b", &store, 1)?,
+            start_node(&binary, &tmp, "etcd-c", &store, 1)?,
+        ];
+        propagation(&nodes, upstream_port, writes, "etcd, 3 nodes").await?;
+        sustained(&nodes, seconds, "etcd, 3 nodes (wrk on the node written through)").await?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

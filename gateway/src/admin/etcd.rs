@@ -1,0 +1,1279 @@
+//! The etcd store: the config kept in etcd v3, shared by several gateway
+//! nodes.
+//!
+//! - One key per resource, `<prefix>/<collection>/<id>` (`routes`,
+//!   `services`, `upstreams`, `consumers`, `ssls`, `global_rules`,
+//!   `plugin_configs`), whose value is the resource in proto-JSON (proto field
+//!   names, what the YAML loader reads).
+//! - The config's revision is etcd's: the revision of the last change this
+//!   node applied. A resource's `meta.revision` is its key's mod revision.
+//! - A write is one etcd transaction: every touched key must still be at the
+//!   mod revision this node last saw (absent for a creation), and no config
+//!   key may have changed since the revision this node has seen (so the
+//!   whole config is a compare-and-swap, as with the file store). A failed
+//!   compare is ABORTED. The write returns once this node's watch has
+//!   applied it, so the next read through the same node sees it.
+//! - Every node lists the prefix, then watches it from the revision after
+//!   the listing; on compaction it lists again and applies the difference.
+//!   A change is applied only if the whole config it gives validates and
+//!   compiles (the one validation path); otherwise it is ignored: logged,
+//!   counted in `pingora_config_etcd_rejected_total`, and recorded as the
+//!   node's last error. A document that does not parse is ignored alone.
+//! - While etcd is unreachable the node keeps serving what it applied,
+//!   reports `connected = false` and the error, and reconnects with backoff
+//!   (resuming the watch from the revision it had seen). The applied config
+//!   is cached on disk (`<cache_dir>/<prefix>.json`, written atomically,
+//!   the latest one at most every 200 ms), so a node started while etcd is
+//!   down serves the last config it saw.
+//! - Node registry: each node keeps `<prefix>/nodes/<node_id>` under a lease
+//!   of `node_ttl`, holding its status; `ListNodes` reads those keys, and
+//!   their creation and deletion (lease expiry included) are the node
+//!   JOINED / LEFT events.
+//!
+//! All etcd traffic runs on a small runtime of its own, so that it never
+//! competes with the proxy's workers and outlives any one Pingora service.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp};
+use pingora_config::v1;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use crate::Live;
+use crate::admin::json;
+use crate::admin::store::{self, CommitError, ConfigStore, EventLog, Key, Meta, Stored};
+use crate::snapshot::{Snapshot, Timeouts};
+
+/// The etcd store's settings, from the bootstrap's `store.etcd`.
+#[derive(Clone)]
+pub struct Settings {
+    pub endpoints: Vec<String>,
+    /// Without a trailing slash, for example `/pingora-config`.
+    pub prefix: String,
+    pub dial_timeout: Duration,
+    pub request_timeout: Duration,
+    pub user: Option<(String, String)>,
+    pub tls: Option<etcd_client::TlsOptions>,
+    pub cache_dir: PathBuf,
+    pub node_ttl: Duration,
+    pub node_id: String,
+    /// What this node registers as its address (its admin listener).
+    pub address: String,
+}
+
+impl Settings {
+    pub fn from_bootstrap(e: &v1::EtcdStore, node_id: String, address: String) -> Settings {
+        let d = |v: &Option<pbjson_types::Duration>, default: Duration| {
+            v.as_ref().map(crate::upstream::duration).unwrap_or(default)
+        };
+        let prefix = if e.prefix.is_empty() { "/pingora-config".to_owned() } else { e.prefix.clone() };
+        let tls = e.tls.as_ref().map(|t| {
+            if t.insecure_skip_verify {
+                log::warn!("etcd: tls.insecure_skip_verify is not supported by the etcd client; verifying");
+            }
+            let mut o = etcd_client::TlsOptions::new();
+            if !t.ca.is_empty() {
+                o = o.ca_certificate(etcd_client::Certificate::from_pem(&t.ca));
+            }
+            if let Some(c) = &t.client_cert {
+                o = o.identity(etcd_client::Identity::from_pem(&c.cert, &c.key));
+            }
+            if !t.sni.is_empty() {
+                o = o.domain_name(t.sni.clone());
+            }
+            o
+        });
+        Settings {
+            endpoints: e.endpoints.clone(),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            dial_timeout: d(&e.dial_timeout, Duration::from_secs(5)),
+            request_timeout: d(&e.request_timeout, Duration::from_secs(10)),
+            user: (!e.username.is_empty()).then(|| (e.username.clone(), e.password.clone())),
+            tls,
+            cache_dir: PathBuf::from(if e.cache_dir.is_empty() { "/var/cache/pingora-config" } else { &e.cache_dir }),
+            node_ttl: d(&e.node_ttl, Duration::from_secs(10)),
+            node_id,
+            address,
+        }
+    }
+
+    fn cache_path(&self) -> PathBuf {
+        let name = self.prefix.trim_start_matches('/').replace('/', "_");
+        self.cache_dir.join(format!("{name}.json"))
+    }
+}
+
+/// The etcd metrics.
+pub mod metrics {
+    use std::sync::OnceLock;
+
+    fn counter(name: &str, help: &str) -> prometheus::IntCounter {
+        prometheus::register_int_counter!(name, help)
+            .or_else(|_| prometheus::IntCounter::new(name, help))
+            .unwrap_or_else(|_| unreachable!("a valid metric name"))
+    }
+
+    /// `pingora_config_etcd_rejected_total`: changes read from etcd that were
+    /// not applied (a document that does not parse, or a config that does
+    /// not validate).
+    pub fn rejected() -> &'static prometheus::IntCounter {
+        static C: OnceLock<prometheus::IntCounter> = OnceLock::new();
+        C.get_or_init(|| {
+            counter("pingora_config_etcd_rejected_total", "Changes read from etcd that were ignored as invalid.")
+        })
+    }
+
+    /// `pingora_config_etcd_reconnects_total`: times the watch on etcd was lost.
+    pub fn disconnects() -> &'static prometheus::IntCounter {
+        static C: OnceLock<prometheus::IntCounter> = OnceLock::new();
+        C.get_or_init(|| counter("pingora_config_etcd_disconnects_total", "Times the connection to etcd was lost."))
+    }
+
+    /// `pingora_config_etcd_connected`: 1 while the watch on etcd runs.
+    pub fn connected() -> &'static prometheus::IntGauge {
+        static G: OnceLock<prometheus::IntGauge> = OnceLock::new();
+        G.get_or_init(|| {
+            let (name, help) = ("pingora_config_etcd_connected", "1 while this node follows etcd, 0 otherwise.");
+            prometheus::register_int_gauge!(name, help)
+                .or_else(|_| prometheus::IntGauge::new(name, help))
+                .unwrap_or_else(|_| unreachable!("a valid metric name"))
+        })
+    }
+}
+
+use v1::resource::Kind;
+
+/// Collections in the order their references point (what a config built
+/// one document at a time adds first).
+const COLLECTIONS: [(Kind, &str); 7] = [
+    (Kind::Upstream, "upstreams"),
+    (Kind::Service, "services"),
+    (Kind::PluginConfig, "plugin_configs"),
+    (Kind::GlobalRule, "global_rules"),
+    (Kind::Consumer, "consumers"),
+    (Kind::Ssl, "ssls"),
+    (Kind::Route, "routes"),
+];
+
+fn collection(kind: Kind) -> &'static str {
+    COLLECTIONS.iter().find(|(k, _)| *k == kind).map(|(_, c)| *c).unwrap_or("unknown")
+}
+
+/// What a key under the prefix is.
+enum Path {
+    Resource(Key),
+    Node(String),
+    Other,
+}
+
+fn parse_key(prefix: &str, key: &[u8]) -> Path {
+    let Ok(key) = std::str::from_utf8(key) else { return Path::Other };
+    let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else { return Path::Other };
+    let Some((coll, id)) = rest.split_once('/') else { return Path::Other };
+    if id.is_empty() || id.contains('/') {
+        return Path::Other;
+    }
+    if coll == "nodes" {
+        return Path::Node(id.to_owned());
+    }
+    match COLLECTIONS.iter().find(|(_, c)| *c == coll) {
+        Some((kind, _)) => Path::Resource((*kind, id.to_owned())),
+        None => Path::Other,
+    }
+}
+
+fn etcd_key(prefix: &str, (kind, id): &Key) -> String {
+    format!("{prefix}/{}/{id}", collection(*kind))
+}
+
+/// Parses one document; its id must be the key's.
+fn decode((kind, id): &Key, bytes: &[u8]) -> Result<v1::Resource, String> {
+    use v1::resource::Value;
+    fn parse<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+        serde_json::from_slice(b).map_err(|e| format!("not a valid document: {e}"))
+    }
+    let (own, value) = match kind {
+        Kind::Route => parse::<v1::Route>(bytes).map(|r| (r.id.clone(), Value::Route(r)))?,
+        Kind::Service => parse::<v1::Service>(bytes).map(|r| (r.id.clone(), Value::Service(r)))?,
+        Kind::Upstream => parse::<v1::Upstream>(bytes).map(|r| (r.id.clone(), Value::Upstream(r)))?,
+        Kind::Consumer => parse::<v1::Consumer>(bytes).map(|r| (r.username.clone(), Value::Consumer(r)))?,
+        Kind::Ssl => parse::<v1::Ssl>(bytes).map(|r| (r.id.clone(), Value::Ssl(r)))?,
+        Kind::GlobalRule => parse::<v1::GlobalRule>(bytes).map(|r| (r.id.clone(), Value::GlobalRule(r)))?,
+        Kind::PluginConfig => parse::<v1::PluginConfig>(bytes).map(|r| (r.id.clone(), Value::PluginConfig(r)))?,
+        Kind::Unspecified => return Err("unknown kind".into()),
+    };
+    if own != *id {
+        return Err(format!("its id `{own}` is not the one of its key (`{id}`)"));
+    }
+    Ok(v1::Resource { value: Some(value) })
+}
+
+fn encode(r: &v1::Resource) -> Vec<u8> {
+    use v1::resource::Value;
+    let v = match &r.value {
+        Some(Value::Route(x)) => serde_json::to_vec(x),
+        Some(Value::Service(x)) => serde_json::to_vec(x),
+        Some(Value::Upstream(x)) => serde_json::to_vec(x),
+        Some(Value::Consumer(x)) => serde_json::to_vec(x),
+        Some(Value::Ssl(x)) => serde_json::to_vec(x),
+        Some(Value::GlobalRule(x)) => serde_json::to_vec(x),
+        Some(Value::PluginConfig(x)) => serde_json::to_vec(x),
+        None => Ok(b"{}".to_vec()),
+    };
+    v.unwrap_or_default()
+}
+
+/// The config holding `docs`, each collection ordered by id (every node
+/// builds the same config, hence the same hash, from the same keys).
+fn build_config<'a>(docs: impl Iterator<Item = &'a v1::Resource>) -> v1::Config {
+    use v1::resource::Value;
+    let mut c = v1::Config::default();
+    for r in docs {
+        match r.value.clone() {
+            Some(Value::Route(x)) => c.routes.push(x),
+            Some(Value::Service(x)) => c.services.push(x),
+            Some(Value::Upstream(x)) => c.upstreams.push(x),
+            Some(Value::Consumer(x)) => c.consumers.push(x),
+            Some(Value::Ssl(x)) => c.ssls.push(x),
+            Some(Value::GlobalRule(x)) => c.global_rules.push(x),
+            Some(Value::PluginConfig(x)) => c.plugin_configs.push(x),
+            None => {}
+        }
+    }
+    c
+}
+
+fn canonical(config: &v1::Config) -> v1::Config {
+    build_config(store::resources(config).values())
+}
+
+/// A document applied, with its key's revisions.
+#[derive(Clone)]
+struct Doc {
+    resource: v1::Resource,
+    mod_rev: i64,
+    create_rev: i64,
+}
+
+fn meta(d: &Doc, update_time: Option<(i64, i32)>) -> Meta {
+    Meta {
+        revision: d.mod_rev,
+        create_revision: d.create_rev,
+        update_time,
+        hash: json::sha256(&d.resource.encode_to_vec()),
+    }
+}
+
+/// Validates and compiles a whole config (blocking).
+fn check(config: v1::Config, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+    if let Err(report) = pingora_config::validate_message(&config, "etcd") {
+        return Err(report.to_string());
+    }
+    Snapshot::build(config, defaults, previous).map_err(|e| e.to_string())
+}
+
+/// What a node registers about itself.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub version: String,
+    pub address: String,
+    pub start_time: i64,
+    pub applied_revision: i64,
+    pub config_hash: String,
+    #[serde(default)]
+    pub last_error: String,
+    /// Seconds since the epoch when the record was written.
+    #[serde(default)]
+    pub updated: i64,
+}
+
+impl NodeRecord {
+    fn to_proto(&self) -> v1::ClusterNode {
+        v1::ClusterNode {
+            node_id: self.node_id.clone(),
+            version: self.version.clone(),
+            start_time: Some(pbjson_types::Timestamp { seconds: self.start_time, nanos: 0 }),
+            applied_revision: self.applied_revision,
+            config_hash: self.config_hash.clone(),
+            last_error: self.last_error.clone(),
+            last_seen: Some(pbjson_types::Timestamp { seconds: self.updated, nanos: 0 }),
+        }
+    }
+}
+
+/// The cached config, on local disk.
+#[derive(Serialize, Deserialize)]
+struct Cache {
+    revision: i64,
+    /// The etcd revision seen when it was written.
+    seen: i64,
+    config: serde_json::Value,
+    /// `<KIND>/<id>` -> (mod revision, create revision).
+    revisions: BTreeMap<String, (i64, i64)>,
+}
+
+struct State {
+    stored: Arc<Stored>,
+    /// The applied documents (the config of `stored`).
+    docs: BTreeMap<Key, Doc>,
+    /// Mod revision of every config key in etcd as last seen, applied or
+    /// not: what a write compares.
+    raw: BTreeMap<Key, i64>,
+    /// The etcd revision this node has processed.
+    seen: i64,
+}
+
+/// The etcd store, as seen by the management API.
+pub struct EtcdConfigStore {
+    settings: Settings,
+    defaults: Timeouts,
+    live: Arc<Live>,
+    runtime: tokio::runtime::Handle,
+    client: tokio::sync::Mutex<Option<Client>>,
+    state: Mutex<State>,
+    history: Mutex<VecDeque<Arc<Stored>>>,
+    events: EventLog,
+    last_error: Mutex<Option<(String, SystemTime)>>,
+    store_error: Mutex<Option<String>>,
+    connected: AtomicBool,
+    /// The etcd revision processed, for writers waiting on their change.
+    seen_tx: watch::Sender<i64>,
+    /// The snapshot a write built, used when the watch brings its config.
+    pending: Mutex<Option<(v1::Config, Snapshot)>>,
+    /// The registry as last seen.
+    nodes: Mutex<BTreeMap<String, NodeRecord>>,
+    status_changed: Notify,
+    cache_tx: watch::Sender<Option<Arc<Stored>>>,
+    start: SystemTime,
+}
+
+/// Held earlier revisions, for listings read across pages.
+const HISTORY: usize = 32;
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+async fn with_timeout<T, E: std::fmt::Display>(
+    d: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(d, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {d:?}")),
+    }
+}
+
+impl EtcdConfigStore {
+    /// Connects and loads the config (or, with etcd unreachable, the cached
+    /// one; with no cache either, an empty config), then follows etcd in the
+    /// background. Returns the store and the live config it drives.
+    pub fn open(settings: Settings, defaults: Timeouts) -> Result<(Arc<EtcdConfigStore>, Arc<Live>), String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("etcd: cannot start its runtime: {e}"))?;
+        // The store lives as long as the process.
+        let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
+        let s = settings.clone();
+        let listed = runtime.block_on(async move {
+            let mut client = connect(&s).await?;
+            let resp = with_timeout(
+                s.request_timeout,
+                "etcd get",
+                client.get(format!("{}/", s.prefix), Some(GetOptions::new().with_prefix())),
+            )
+            .await?;
+            Ok::<_, String>((client, resp))
+        });
+        let (client, first, seen, need_list, error) = match listed {
+            Ok((client, resp)) => {
+                let header = resp.header().map(|h| h.revision()).unwrap_or(0);
+                let listing = Listing::from(&settings.prefix, resp.kvs());
+                let (docs, errors) = listing.adopt(None, defaults);
+                let revision = docs.1.values().map(|d| d.mod_rev).max().unwrap_or(header);
+                log::info!(
+                    "etcd: loaded {} resources at revision {revision} from {}",
+                    docs.1.len(),
+                    settings.endpoints.join(",")
+                );
+                (Some(client), Some((docs, revision, listing.raw, listing.nodes)), header, false, errors.join("\n"))
+            }
+            Err(e) => {
+                log::warn!("etcd unreachable at start ({e}); serving the cached config while reconnecting");
+                (None, None, 0, true, e)
+            }
+        };
+        let (snapshot, docs, revision, raw, nodes, seen) = match first {
+            Some(((snapshot, docs), revision, raw, nodes)) => (snapshot, docs, revision, raw, nodes, seen),
+            None => match load_cache(&settings, defaults) {
+                Ok((snapshot, docs, revision, seen)) => {
+                    log::info!("etcd: serving the cached config of revision {revision}");
+                    let raw = docs.iter().map(|(k, d)| (k.clone(), d.mod_rev)).collect();
+                    (snapshot, docs, revision, raw, BTreeMap::new(), seen)
+                }
+                Err(e) => {
+                    log::warn!("etcd: no usable cache ({e}); serving an empty config until etcd answers");
+                    let snapshot = check(v1::Config::default(), defaults, None)?;
+                    (snapshot, BTreeMap::new(), 0, BTreeMap::new(), BTreeMap::new(), 0)
+                }
+            },
+        };
+        let config = snapshot.config.clone();
+        let live = Arc::new(Live::new(snapshot));
+        let metas = docs.iter().map(|(k, d)| (k.clone(), meta(d, None))).collect();
+        let stored = Arc::new(Stored {
+            hash: json::config_hash(&config),
+            config,
+            revision,
+            metas,
+            applied_time: SystemTime::now(),
+        });
+        crate::admin::metrics::revision().set(revision);
+        let (cache_tx, cache_rx) = watch::channel(Some(stored.clone()));
+        let connected = client.is_some();
+        metrics::connected().set(connected as i64);
+        let store = Arc::new(EtcdConfigStore {
+            defaults,
+            live: live.clone(),
+            runtime: runtime.handle().clone(),
+            client: tokio::sync::Mutex::new(client),
+            state: Mutex::new(State { stored: stored.clone(), docs, raw, seen }),
+            history: Mutex::new(VecDeque::from([stored])),
+            events: EventLog::new(settings.node_id.clone(), revision),
+            last_error: Mutex::new(None),
+            store_error: Mutex::new((!connected).then(|| error.clone())),
+            connected: AtomicBool::new(connected),
+            seen_tx: watch::channel(seen).0,
+            pending: Mutex::new(None),
+            nodes: Mutex::new(nodes),
+            status_changed: Notify::new(),
+            cache_tx,
+            start: SystemTime::now(),
+            settings,
+        });
+        if connected && !error.is_empty() {
+            store.set_error(error);
+        }
+        let cache_path = store.settings.cache_path();
+        runtime.spawn(write_cache(cache_path, cache_rx, store.clone()));
+        runtime.spawn(store.clone().follow_loop(need_list));
+        runtime.spawn(store.clone().register_loop());
+        Ok((store, live))
+    }
+
+    fn set_error(&self, e: String) {
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = Some((e, SystemTime::now()));
+        }
+        self.status_changed.notify_one();
+    }
+
+    fn set_connected(&self, connected: bool, error: Option<String>) {
+        let was = self.connected.swap(connected, Ordering::SeqCst);
+        if was && !connected {
+            metrics::disconnects().inc();
+        }
+        metrics::connected().set(connected as i64);
+        if let Ok(mut e) = self.store_error.lock() {
+            match (connected, error) {
+                (true, _) => *e = None,
+                (false, Some(err)) => *e = Some(err),
+                (false, None) => {}
+            }
+        }
+    }
+
+    async fn client(&self) -> Result<Client, String> {
+        let mut c = self.client.lock().await;
+        if let Some(c) = c.as_ref() {
+            return Ok(c.clone());
+        }
+        let client = connect(&self.settings).await?;
+        *c = Some(client.clone());
+        Ok(client)
+    }
+
+    fn seen(&self) -> i64 {
+        self.state.lock().map(|s| s.seen).unwrap_or(0)
+    }
+
+    /// Follows etcd for ever: list when needed, watch, reconnect with backoff.
+    async fn follow_loop(self: Arc<Self>, mut need_list: bool) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let error = self.follow(&mut need_list, &mut backoff).await;
+            if need_list && error.is_none() {
+                continue;
+            }
+            let error = error.unwrap_or_else(|| "the watch ended".into());
+            if self.connected.load(Ordering::SeqCst) {
+                log::warn!("etcd: {error}; serving revision {} while reconnecting", self.current_revision());
+            } else {
+                log::debug!("etcd: {error}");
+            }
+            self.set_connected(false, Some(error));
+            tokio::time::sleep(backoff.next()).await;
+        }
+    }
+
+    fn current_revision(&self) -> i64 {
+        self.state.lock().map(|s| s.stored.revision).unwrap_or(0)
+    }
+
+    /// One watch session. `None`: a compaction asks for a listing.
+    async fn follow(&self, need_list: &mut bool, backoff: &mut Backoff) -> Option<String> {
+        let mut client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => return Some(e),
+        };
+        let rt = self.settings.request_timeout;
+        if *need_list {
+            let get = client.get(format!("{}/", self.settings.prefix), Some(GetOptions::new().with_prefix()));
+            let resp = match with_timeout(rt, "etcd get", get).await {
+                Ok(r) => r,
+                Err(e) => return Some(e),
+            };
+            self.relist(resp).await;
+            *need_list = false;
+        }
+        let start = self.seen() + 1;
+        let options = etcd_client::WatchOptions::new().with_prefix().with_start_revision(start);
+        let mut stream =
+            match with_timeout(rt, "etcd watch", client.watch(format!("{}/", self.settings.prefix), Some(options)))
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => return Some(e),
+            };
+        loop {
+            let msg = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => return Some("etcd closed the watch".into()),
+                Err(e) => return Some(format!("etcd watch: {e}")),
+            };
+            if msg.created() {
+                if !self.connected.load(Ordering::SeqCst) {
+                    log::info!("etcd: connected, following from revision {start}");
+                }
+                self.set_connected(true, None);
+                backoff.reset();
+            }
+            if msg.compact_revision() > 0 {
+                log::info!("etcd: revision {start} was compacted (now {}); listing again", msg.compact_revision());
+                *need_list = true;
+                return None;
+            }
+            if msg.canceled() {
+                *need_list = true;
+                return Some(format!("etcd canceled the watch: {}", msg.cancel_reason()));
+            }
+            self.on_events(msg.events()).await;
+        }
+    }
+
+    /// Applies the events of one watch response, revision by revision.
+    async fn on_events(&self, events: &[etcd_client::Event]) {
+        let mut batch: Vec<(Key, Option<Doc>, Result<(), String>)> = Vec::new();
+        let mut batch_rev = 0;
+        for e in events {
+            let Some(kv) = e.kv() else { continue };
+            let rev = kv.mod_revision();
+            if rev != batch_rev && !batch.is_empty() {
+                self.apply_batch(batch_rev, std::mem::take(&mut batch)).await;
+            }
+            batch_rev = rev;
+            match parse_key(&self.settings.prefix, kv.key()) {
+                Path::Resource(key) => match e.event_type() {
+                    EventType::Delete => batch.push((key, None, Ok(()))),
+                    EventType::Put => match decode(&key, kv.value()) {
+                        Ok(resource) => {
+                            let doc = Doc { resource, mod_rev: rev, create_rev: kv.create_revision() };
+                            batch.push((key, Some(doc), Ok(())));
+                        }
+                        Err(err) => batch.push((key, None, Err(err))),
+                    },
+                },
+                Path::Node(id) => self.on_node(&id, e.event_type(), kv),
+                Path::Other => {}
+            }
+        }
+        if !batch.is_empty() {
+            self.apply_batch(batch_rev, batch).await;
+        }
+        if let Some(last) = events.iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).max()
+            && let Ok(mut s) = self.state.lock()
+            && last > s.seen
+        {
+            s.seen = last;
+        }
+        self.seen_tx.send_modify(|s| *s = (*s).max(self.seen()));
+    }
+
+    fn on_node(&self, id: &str, ty: EventType, kv: &etcd_client::KeyValue) {
+        let ty = match ty {
+            EventType::Put => {
+                if let Ok(r) = serde_json::from_slice::<NodeRecord>(kv.value())
+                    && let Ok(mut n) = self.nodes.lock()
+                {
+                    n.insert(id.to_owned(), r.clone());
+                }
+                if kv.version() != 1 {
+                    return;
+                }
+                v1::node_event::Type::Joined
+            }
+            EventType::Delete => {
+                if let Ok(mut n) = self.nodes.lock() {
+                    n.remove(id);
+                }
+                v1::node_event::Type::Left
+            }
+        };
+        let version = self.nodes.lock().ok().and_then(|n| n.get(id).map(|r| r.version.clone())).unwrap_or_default();
+        let word = if ty == v1::node_event::Type::Joined { "joined" } else { "left" };
+        log::info!("etcd: node {id} {word}");
+        let event = self.events.event(
+            format!("node/{id}/{word}/{}", kv.mod_revision()),
+            self.current_revision(),
+            v1::event::Payload::Node(v1::NodeEvent { node_id: id.to_owned(), r#type: ty as i32, version }),
+        );
+        self.events.send_live(event);
+    }
+
+    /// Applies the config changes of one etcd revision, if the config they
+    /// give is valid; otherwise ignores them.
+    async fn apply_batch(&self, revision: i64, batch: Vec<(Key, Option<Doc>, Result<(), String>)>) {
+        let (mut docs, current) = match self.state.lock() {
+            Ok(mut s) => {
+                if revision <= s.seen {
+                    return;
+                }
+                for (key, doc, _) in &batch {
+                    match doc {
+                        Some(_) => s.raw.insert(key.clone(), revision),
+                        None => s.raw.remove(key),
+                    };
+                }
+                // A document that does not parse still has a key (its
+                // mod revision is what the next write of it compares).
+                for (key, _, r) in &batch {
+                    if r.is_err() {
+                        s.raw.insert(key.clone(), revision);
+                    }
+                }
+                (s.docs.clone(), s.stored.clone())
+            }
+            Err(_) => return,
+        };
+        let mut errors = Vec::new();
+        for (key, doc, r) in batch {
+            match (doc, r) {
+                (_, Err(e)) => errors.push(format!("{} (revision {revision}): {e}", etcd_key("", &key))),
+                (Some(d), Ok(())) => {
+                    docs.insert(key, d);
+                }
+                (None, Ok(())) => {
+                    docs.remove(&key);
+                }
+            }
+        }
+        let config = build_config(docs.values().map(|d| &d.resource));
+        if config == *current.config {
+            self.reject(&errors);
+            self.advance(revision);
+            return;
+        }
+        let snapshot = self.take_pending(&config);
+        let snapshot = match snapshot {
+            Some(s) => Ok(s),
+            None => {
+                let (defaults, previous, c) = (self.defaults, self.live.load(), config.clone());
+                tokio::task::spawn_blocking(move || check(c, defaults, Some(&previous)))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+            }
+        };
+        match snapshot {
+            Ok(snapshot) => {
+                self.reject(&errors);
+                self.install(docs, config, revision, snapshot);
+            }
+            Err(e) => {
+                errors.push(format!("the change at revision {revision} makes the config invalid:\n{e}"));
+                self.reject(&errors);
+                self.advance(revision);
+            }
+        }
+    }
+
+    fn take_pending(&self, config: &v1::Config) -> Option<Snapshot> {
+        let mut p = self.pending.lock().ok()?;
+        match p.take() {
+            Some((c, s)) if c == *config => Some(s),
+            other => {
+                *p = other;
+                None
+            }
+        }
+    }
+
+    fn reject(&self, errors: &[String]) {
+        if errors.is_empty() {
+            return;
+        }
+        let text = errors.join("\n");
+        log::error!("etcd: ignored, still serving the previous config: {text}");
+        metrics::rejected().inc_by(errors.len() as u64);
+        self.set_error(text);
+    }
+
+    fn advance(&self, revision: i64) {
+        if let Ok(mut s) = self.state.lock()
+            && revision > s.seen
+        {
+            s.seen = revision;
+        }
+        self.seen_tx.send_modify(|s| *s = (*s).max(revision));
+    }
+
+    /// Makes `config` the applied config at `revision`.
+    fn install(&self, docs: BTreeMap<Key, Doc>, config: v1::Config, revision: i64, snapshot: Snapshot) {
+        let Ok(mut s) = self.state.lock() else { return };
+        let changes = store::changes(&s.stored.config, &config);
+        let metas = docs
+            .iter()
+            .map(|(k, d)| {
+                let old = s.stored.metas.get(k).filter(|m| m.revision == d.mod_rev);
+                (k.clone(), old.cloned().unwrap_or_else(|| meta(d, None)))
+            })
+            .collect();
+        let config = Arc::new(config);
+        let stored = Arc::new(Stored {
+            hash: json::config_hash(&config),
+            config,
+            revision,
+            metas,
+            applied_time: SystemTime::now(),
+        });
+        self.live.store(snapshot);
+        s.stored = stored.clone();
+        s.docs = docs;
+        if revision > s.seen {
+            s.seen = revision;
+        }
+        drop(s);
+        if let Ok(mut h) = self.history.lock() {
+            h.push_back(stored.clone());
+            while h.len() > HISTORY {
+                h.pop_front();
+            }
+        }
+        self.events.record(revision, &changes);
+        crate::admin::metrics::revision().set(revision);
+        self.cache_tx.send_replace(Some(stored));
+        self.status_changed.notify_one();
+        self.seen_tx.send_modify(|s| *s = (*s).max(revision));
+    }
+
+    /// A new listing (after a compaction or a reconnection from the cache):
+    /// applies the difference with what is served.
+    async fn relist(&self, resp: etcd_client::GetResponse) {
+        let header = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let listing = Listing::from(&self.settings.prefix, resp.kvs());
+        let previous = self.live.load();
+        let defaults = self.defaults;
+        let raw = listing.raw.clone();
+        if let Ok(mut n) = self.nodes.lock() {
+            *n = listing.nodes.clone();
+        }
+        let adopted = tokio::task::spawn_blocking(move || listing.adopt(Some(&previous), defaults)).await;
+        let Ok(((snapshot, docs), errors)) = adopted else { return };
+        self.reject(&errors);
+        let current = self.state.lock().ok().map(|s| s.stored.clone());
+        let Some(current) = current else { return };
+        if let Ok(mut s) = self.state.lock() {
+            s.raw = raw;
+        }
+        if *snapshot.config == *current.config {
+            self.advance(header);
+            return;
+        }
+        let mut revision = docs.values().map(|d| d.mod_rev).max().unwrap_or(header);
+        if revision <= current.revision {
+            revision = header;
+        }
+        let config = (*snapshot.config).clone();
+        self.install(docs, config, revision, snapshot);
+        self.advance(header);
+    }
+
+    /// Keeps this node's key alive under its lease, with its status.
+    async fn register_loop(self: Arc<Self>) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        loop {
+            if let Err(e) = self.register(&mut backoff).await {
+                log::debug!("etcd: node registry: {e}");
+            }
+            tokio::time::sleep(backoff.next()).await;
+        }
+    }
+
+    fn record(&self) -> NodeRecord {
+        let stored = self.current();
+        NodeRecord {
+            node_id: self.settings.node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            address: self.settings.address.clone(),
+            start_time: self.start.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+            applied_revision: stored.revision,
+            config_hash: stored.hash.clone(),
+            last_error: self.last_error.lock().ok().and_then(|e| e.clone()).map(|e| e.0).unwrap_or_default(),
+            updated: 0,
+        }
+    }
+
+    async fn register(&self, backoff: &mut Backoff) -> Result<(), String> {
+        let mut client = self.client().await?;
+        let rt = self.settings.request_timeout;
+        let ttl = self.settings.node_ttl.as_secs().max(2) as i64;
+        let lease = with_timeout(rt, "etcd lease grant", client.lease_grant(ttl, None)).await?.id();
+        let (mut keeper, mut responses) =
+            with_timeout(rt, "etcd lease keep-alive", client.lease_keep_alive(lease)).await?;
+        let key = format!("{}/nodes/{}", self.settings.prefix, self.settings.node_id);
+        let mut written: Option<NodeRecord> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(ttl as u64) / 3);
+        // At most one status write a second: under a stream of writes every
+        // node would otherwise add its own etcd write (and fsync) to each.
+        const GAP: Duration = Duration::from_secs(1);
+        let mut last_put: Option<tokio::time::Instant> = None;
+        loop {
+            let record = self.record();
+            let due = written.as_ref() != Some(&record);
+            let wait = last_put.map(|t| GAP.saturating_sub(t.elapsed())).unwrap_or_default();
+            if due && wait.is_zero() {
+                let mut value = record.clone();
+                value.updated = now_secs();
+                let bytes = serde_json::to_vec(&value).unwrap_or_default();
+                let put = client.put(key.clone(), bytes, Some(PutOptions::new().with_lease(lease)));
+                with_timeout(rt, "etcd put node", put).await?;
+                written = Some(record);
+                last_put = Some(tokio::time::Instant::now());
+                backoff.reset();
+                continue;
+            }
+            tokio::select! {
+                _ = tick.tick() => {
+                    with_timeout(rt, "etcd lease keep-alive", keeper.keep_alive()).await?;
+                    match with_timeout(rt, "etcd lease keep-alive", responses.message()).await? {
+                        Some(r) if r.ttl() > 0 => {}
+                        _ => return Err("the node lease expired".into()),
+                    }
+                }
+                _ = self.status_changed.notified() => {}
+                _ = tokio::time::sleep(wait), if due => {}
+            }
+        }
+    }
+
+    /// The registered nodes, read from etcd (the last view when it is
+    /// unreachable).
+    async fn read_nodes(&self) -> Vec<NodeRecord> {
+        let read = async {
+            let mut client = self.client().await?;
+            let get = client.get(format!("{}/nodes/", self.settings.prefix), Some(GetOptions::new().with_prefix()));
+            with_timeout(self.settings.request_timeout, "etcd get nodes", get).await
+        };
+        match read.await {
+            Ok(resp) => Listing::from(&self.settings.prefix, resp.kvs()).nodes.into_values().collect(),
+            Err(_) => self.nodes.lock().map(|n| n.values().cloned().collect()).unwrap_or_default(),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Stored> {
+        match self.state.lock() {
+            Ok(s) => s.stored.clone(),
+            Err(p) => p.into_inner().stored.clone(),
+        }
+    }
+
+    async fn commit_inner(
+        &self,
+        base: i64,
+        config: v1::Config,
+        snapshot: Snapshot,
+    ) -> Result<Arc<Stored>, CommitError> {
+        if !self.connected.load(Ordering::SeqCst) {
+            let why = self.store_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+            return Err(CommitError::Io(format!("etcd is unreachable ({why}): nothing was written")));
+        }
+        let config = canonical(&config);
+        let prefix = &self.settings.prefix;
+        let (current, txn, ops) = {
+            let s = self.state.lock().map_err(|_| CommitError::Io("the store lock is poisoned".into()))?;
+            if s.stored.revision != base {
+                return Err(CommitError::Stale { current: s.stored.revision });
+            }
+            let changes = store::changes(&s.stored.config, &config);
+            let mut compares = Vec::new();
+            let mut ops = Vec::new();
+            for (key, _, new) in &changes {
+                let k = etcd_key(prefix, key);
+                compares.push(match s.raw.get(key) {
+                    Some(rev) => Compare::mod_revision(k.clone(), CompareOp::Equal, *rev),
+                    None => Compare::version(k.clone(), CompareOp::Equal, 0),
+                });
+                ops.push(match new {
+                    Some(r) => TxnOp::put(k, encode(r), None),
+                    None => TxnOp::delete(k, None),
+                });
+            }
+            // Nothing of the config changed since what this node has seen
+            // (the node keys, between `global_rules` and `plugin_configs`,
+            // are left out).
+            let newer = s.seen + 1;
+            compares.push(
+                Compare::mod_revision(format!("{prefix}/"), CompareOp::Less, newer)
+                    .with_range(format!("{prefix}/nodes/")),
+            );
+            compares.push(
+                Compare::mod_revision(format!("{prefix}/nodes0"), CompareOp::Less, newer)
+                    .with_range(format!("{prefix}0")),
+            );
+            (s.stored.clone(), Txn::new().when(compares).and_then(ops.clone()), ops.len())
+        };
+        if ops == 0 {
+            return Ok(current);
+        }
+        if let Ok(mut p) = self.pending.lock() {
+            *p = Some((config.clone(), snapshot));
+        }
+        let mut client = self.client().await.map_err(CommitError::Io)?;
+        let rt = self.settings.request_timeout;
+        let resp = self
+            .runtime
+            .spawn(async move { with_timeout(rt, "etcd transaction", client.txn(txn)).await })
+            .await
+            .map_err(|e| CommitError::Io(e.to_string()))
+            .and_then(|r| r.map_err(CommitError::Io));
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    *p = None;
+                }
+                return Err(e);
+            }
+        };
+        if !resp.succeeded() {
+            if let Ok(mut p) = self.pending.lock() {
+                *p = None;
+            }
+            return Err(CommitError::Stale { current: self.current_revision().max(self.seen()) });
+        }
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        // Returns once the watch has applied it, so that the next read of
+        // this node sees the write.
+        let mut seen = self.seen_tx.subscribe();
+        let waited = tokio::time::timeout(rt, seen.wait_for(|s| *s >= revision)).await;
+        let stored = self.current();
+        if waited.is_ok() && stored.revision >= revision {
+            return Ok(stored);
+        }
+        // Stored, not applied yet: answer with what was written.
+        log::warn!("etcd: revision {revision} written but not yet seen by the watch");
+        let docs: BTreeMap<Key, Doc> = store::resources(&config)
+            .into_iter()
+            .map(|(k, r)| {
+                let old = current.metas.get(&k);
+                let (m, c) = match old {
+                    Some(m) if m.hash == json::sha256(&r.encode_to_vec()) => (m.revision, m.create_revision),
+                    Some(m) => (revision, m.create_revision),
+                    None => (revision, revision),
+                };
+                (k, Doc { resource: r, mod_rev: m, create_rev: c })
+            })
+            .collect();
+        let config = Arc::new(config);
+        Ok(Arc::new(Stored {
+            hash: json::config_hash(&config),
+            config,
+            revision,
+            metas: docs.iter().map(|(k, d)| (k.clone(), meta(d, None))).collect(),
+            applied_time: SystemTime::now(),
+        }))
+    }
+}
+
+/// A listing of the prefix, parsed.
+struct Listing {
+    docs: BTreeMap<Key, Doc>,
+    raw: BTreeMap<Key, i64>,
+    nodes: BTreeMap<String, NodeRecord>,
+    errors: Vec<String>,
+}
+
+impl Listing {
+    fn from(prefix: &str, kvs: &[etcd_client::KeyValue]) -> Listing {
+        let mut l = Listing { docs: BTreeMap::new(), raw: BTreeMap::new(), nodes: BTreeMap::new(), errors: Vec::new() };
+        for kv in kvs {
+            match parse_key(prefix, kv.key()) {
+                Path::Resource(key) => {
+                    l.raw.insert(key.clone(), kv.mod_revision());
+                    match decode(&key, kv.value()) {
+                        Ok(resource) => {
+                            let doc = Doc { resource, mod_rev: kv.mod_revision(), create_rev: kv.create_revision() };
+                            l.docs.insert(key, doc);
+                        }
+                        Err(e) => l.errors.push(format!("{}: {e}", etcd_key(prefix, &key))),
+                    }
+                }
+                Path::Node(id) => {
+                    if let Ok(r) = serde_json::from_slice::<NodeRecord>(kv.value()) {
+                        l.nodes.insert(id, r);
+                    }
+                }
+                Path::Other => {}
+            }
+        }
+        l
+    }
+
+    /// The largest valid config of the listing: all of it when it
+    /// validates, otherwise the documents added one at a time (referenced
+    /// kinds first), each kept only if the config stays valid.
+    #[allow(clippy::type_complexity)]
+    fn adopt(&self, previous: Option<&Snapshot>, defaults: Timeouts) -> ((Snapshot, BTreeMap<Key, Doc>), Vec<String>) {
+        let mut errors = self.errors.clone();
+        let all = build_config(self.docs.values().map(|d| &d.resource));
+        match check(all, defaults, previous) {
+            Ok(s) => return ((s, self.docs.clone()), errors),
+            Err(e) => errors.push(format!("the config in etcd is not valid as a whole:\n{e}")),
+        }
+        let mut kept: BTreeMap<Key, Doc> = BTreeMap::new();
+        for (kind, _) in COLLECTIONS {
+            for (key, doc) in self.docs.iter().filter(|(k, _)| k.0 == kind) {
+                kept.insert(key.clone(), doc.clone());
+                let c = build_config(kept.values().map(|d| &d.resource));
+                if let Err(report) = pingora_config::validate_message(&c, "etcd") {
+                    kept.remove(key);
+                    errors.push(format!("ignored {}: {report}", etcd_key("", key)));
+                }
+            }
+        }
+        let config = build_config(kept.values().map(|d| &d.resource));
+        match check(config, defaults, previous) {
+            Ok(s) => ((s, kept), errors),
+            Err(e) => {
+                errors.push(format!("no valid config could be built: {e}"));
+                let empty = check(v1::Config::default(), defaults, previous);
+                match empty {
+                    Ok(s) => ((s, BTreeMap::new()), errors),
+                    Err(_) => unreachable!("an empty config is valid"),
+                }
+            }
+        }
+    }
+}
+
+async fn connect(s: &Settings) -> Result<Client, String> {
+    let mut o = ConnectOptions::new()
+        .with_connect_timeout(s.dial_timeout)
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+        .with_keep_alive_while_idle(true);
+    if let Some((user, password)) = &s.user {
+        o = o.with_user(user.clone(), password.clone());
+    }
+    if let Some(tls) = &s.tls {
+        o = o.with_tls(tls.clone());
+    }
+    let endpoints = s.endpoints.clone();
+    with_timeout(s.dial_timeout + s.request_timeout, "etcd connect", Client::connect(endpoints, Some(o))).await
+}
+
+fn load_cache(s: &Settings, defaults: Timeouts) -> Result<(Snapshot, BTreeMap<Key, Doc>, i64, i64), String> {
+    let path = s.cache_path();
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cache: Cache = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config: v1::Config = json::from_json(cache.config)?;
+    let docs = store::resources(&config)
+        .into_iter()
+        .map(|((kind, id), r)| {
+            let (m, c) = cache.revisions.get(&format!("{}/{id}", kind.as_str_name())).copied().unwrap_or((0, 0));
+            ((kind, id), Doc { resource: r, mod_rev: m, create_rev: c })
+        })
+        .collect();
+    let snapshot = check(config, defaults, None)?;
+    Ok((snapshot, docs, cache.revision, cache.seen))
+}
+
+/// Writes the latest applied config to the cache, one write at a time.
+async fn write_cache(path: PathBuf, mut rx: watch::Receiver<Option<Arc<Stored>>>, store: Arc<EtcdConfigStore>) {
+    let mut warned = false;
+    loop {
+        let stored = rx.borrow_and_update().clone();
+        if let Some(stored) = stored {
+            let cache = Cache {
+                revision: stored.revision,
+                seen: store.seen(),
+                config: json::to_json(&*stored.config),
+                revisions: stored
+                    .metas
+                    .iter()
+                    .map(|((k, id), m)| (format!("{}/{id}", k.as_str_name()), (m.revision, m.create_revision)))
+                    .collect(),
+            };
+            let bytes = serde_json::to_vec(&cache).unwrap_or_default();
+            let p = path.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                if let Some(dir) = p.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                store::write_atomic(&p, &bytes)
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => warned = false,
+                Ok(Err(e)) if !warned => {
+                    warned = true;
+                    log::warn!("etcd: cannot write the cache {}: {e}", path.display());
+                }
+                _ => {}
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+        // At most five cache writes (each with its fsyncs) a second under a
+        // stream of changes: the latest config is written after the pause.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Exponential backoff with jitter.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff { initial, max, next: initial }
+    }
+
+    fn reset(&mut self) {
+        self.next = self.initial;
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d.mul_f64(0.75 + fastrand::f64() / 2.0)
+    }
+}
+
+#[tonic::async_trait]
+impl ConfigStore for Arc<EtcdConfigStore> {
+    fn kind(&self) -> v1::store_status::Kind {
+        v1::store_status::Kind::Etcd
+    }
+
+    fn endpoint(&self) -> String {
+        format!("{} (prefix {})", self.settings.endpoints.join(","), self.settings.prefix)
+    }
+
+    fn connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    fn current(&self) -> Arc<Stored> {
+        EtcdConfigStore::current(self)
+    }
+
+    fn at(&self, revision: i64) -> Option<Arc<Stored>> {
+        self.history.lock().ok()?.iter().find(|s| s.revision == revision).cloned()
+    }
+
+    async fn commit(&self, base: i64, config: v1::Config, snapshot: Snapshot) -> Result<Arc<Stored>, CommitError> {
+        self.commit_inner(base, config, snapshot).await
+    }
+
+    fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    fn last_error(&self) -> Option<(String, SystemTime)> {
+        self.last_error.lock().ok()?.clone()
+    }
+
+    fn store_error(&self) -> Option<String> {
+        self.store_error.lock().ok()?.clone()
+    }
+
+    async fn nodes(&self) -> Option<Vec<v1::ClusterNode>> {
+        let this = self.clone();
+        let nodes = self.runtime.spawn(async move { this.read_nodes().await }).await.ok()?;
+        Some(nodes.iter().map(NodeRecord::to_proto).collect())
+    }
+}
+
+/// Runs the active health checks of the snapshots the etcd store installs
+/// (the file store's task does it for the file store).
+pub struct HealthCheckService {
+    pub live: Arc<Live>,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for HealthCheckService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut checks = crate::store::HealthChecks::default();
+        let mut last = 0usize;
+        loop {
+            let snapshot = self.live.load();
+            if Arc::as_ptr(&snapshot) as usize != last {
+                last = Arc::as_ptr(&snapshot) as usize;
+                checks.sync(&snapshot);
+            }
+            drop(snapshot);
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        checks.stop_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_kinds_and_documents_must_carry_their_key_id() {
+        let p = "/pc";
+        assert!(matches!(parse_key(p, b"/pc/routes/a"), Path::Resource((Kind::Route, ref id)) if id == "a"));
+        assert!(matches!(parse_key(p, b"/pc/nodes/n1"), Path::Node(ref id) if id == "n1"));
+        assert!(matches!(parse_key(p, b"/pc/whatever/a"), Path::Other));
+        assert!(matches!(parse_key(p, b"/pcx/routes/a"), Path::Other));
+        let key = (Kind::Upstream, "u".to_owned());
+        assert!(decode(&key, br#"{"id":"u","nodes":[{"host":"127.0.0.1","port":1}]}"#).is_ok());
+        assert!(decode(&key, br#"{"id":"v"}"#).is_err());
+        assert!(decode(&key, b"not json").is_err());
+        let r = decode(&key, br#"{"id":"u","nodes":[{"host":"127.0.0.1","port":1}]}"#).unwrap_or_default();
+        assert_eq!(decode(&key, &encode(&r)).ok(), Some(r));
+    }
+}

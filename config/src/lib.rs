@@ -9,6 +9,7 @@
 //! - [`validate_message`]: the same rules for a message that arrived decoded
 //!   (a gRPC write, an etcd value).
 
+pub mod check;
 mod load;
 
 pub use load::{DESCRIPTOR_SET, Document, load_file, load_str, model, validate_message};

@@ -137,41 +137,9 @@ fn run(
 }
 
 fn validate(kind: Kind, files: &[PathBuf]) -> ExitCode {
-    let mut failed = false;
-    for file in files {
-        let outcome = match kind {
-            Kind::Config => pingora_config::load_file::<v1::Config>(file).map(|c| summary(&c)),
-            Kind::Bootstrap => {
-                pingora_config::load_file::<v1::Bootstrap>(file).map(|b| format!("{} listener(s)", b.listeners.len()))
-            }
-        };
-        match outcome {
-            Ok(what) => println!("{}: ok ({what})", file.display()),
-            Err(report) => {
-                failed = true;
-                eprintln!("{report}");
-                let n = report.violations.len();
-                eprintln!("{}: {n} error{}", file.display(), if n == 1 { "" } else { "s" });
-            }
-        }
-    }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
-}
-
-fn summary(c: &v1::Config) -> String {
-    let counts = [
-        (c.routes.len(), "route"),
-        (c.services.len(), "service"),
-        (c.upstreams.len(), "upstream"),
-        (c.consumers.len(), "consumer"),
-        (c.ssls.len(), "ssl"),
-        (c.global_rules.len(), "global rule"),
-        (c.plugin_configs.len(), "plugin config"),
-    ];
-    counts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let kind = match kind {
+        Kind::Config => pingora_config::check::DocumentKind::Config,
+        Kind::Bootstrap => pingora_config::check::DocumentKind::Bootstrap,
+    };
+    if pingora_config::check::validate_files(kind, files) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

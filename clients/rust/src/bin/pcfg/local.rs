@@ -18,54 +18,17 @@ pub enum DocKind {
     Bootstrap,
 }
 
-/// `gateway validate`, to the byte: `FILE: ok (summary)` on standard
-/// output, or every error then `FILE: N errors` on standard error. True
-/// when every file is valid.
+/// `gateway validate`, to the byte (the same code prints both). True when
+/// every file is valid.
 pub fn validate(kind: DocKind, files: &[PathBuf]) -> bool {
-    let mut ok = true;
-    for file in files {
-        let outcome = match kind {
-            DocKind::Config => pingora_config::load_file::<v1::Config>(file).map(|c| summary(&c)),
-            DocKind::Bootstrap => {
-                pingora_config::load_file::<v1::Bootstrap>(file).map(|b| format!("{} listener(s)", b.listeners.len()))
-            }
-        };
-        match outcome {
-            Ok(what) => println!("{}: ok ({what})", file.display()),
-            Err(report) => {
-                ok = false;
-                print_report(&report, file);
-            }
-        }
-    }
-    ok
+    let kind = match kind {
+        DocKind::Config => pingora_config::check::DocumentKind::Config,
+        DocKind::Bootstrap => pingora_config::check::DocumentKind::Bootstrap,
+    };
+    pingora_config::check::validate_files(kind, files)
 }
 
-/// A rejected file, as `gateway validate` prints it.
-pub fn print_report(report: &Report, file: &Path) {
-    eprintln!("{report}");
-    let n = report.violations.len();
-    eprintln!("{}: {n} error{}", file.display(), if n == 1 { "" } else { "s" });
-}
-
-/// What a config holds, `2 routes, 1 upstream`.
-pub fn summary(c: &v1::Config) -> String {
-    let counts = [
-        (c.routes.len(), "route"),
-        (c.services.len(), "service"),
-        (c.upstreams.len(), "upstream"),
-        (c.consumers.len(), "consumer"),
-        (c.ssls.len(), "ssl"),
-        (c.global_rules.len(), "global rule"),
-        (c.plugin_configs.len(), "plugin config"),
-    ];
-    counts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub use pingora_config::check::print_report;
 
 /// Loads a config to apply. As with `gateway validate`, except that a secret
 /// written `<redacted>` (as `pcfg export` writes them) is not held against

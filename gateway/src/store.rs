@@ -119,6 +119,11 @@ impl BackgroundService for FileStore {
                 None
             }
         };
+        // A change made between the first load and the watch being set up
+        // raised no event: look once (a no-op when the file is unchanged).
+        if _watcher.is_some() {
+            self.reload().await;
+        }
         let mut checks = HealthChecks::default();
         checks.sync(&self.live.load());
         loop {

@@ -486,10 +486,6 @@ impl ProxyHttp for Gateway {
                 (Some(u), Some(n)) => Some(u.nodes[n].addr),
                 _ => None,
             },
-            upstream_id: upstream
-                .filter(|_| ctx.node.is_some())
-                .map(|u| u.config.id.as_str())
-                .filter(|s| !s.is_empty()),
             upstream: upstream.filter(|_| ctx.node.is_some()),
             start: SystemTime::now() - latency,
             latency,

@@ -15,7 +15,6 @@ pub struct LogEntry<'a> {
     pub status: u16,
     pub client_ip: Option<std::net::IpAddr>,
     pub upstream_addr: Option<std::net::SocketAddr>,
-    pub upstream_id: Option<&'a str>,
     /// The upstream the request went to (its identity keys metric caches).
     pub upstream: Option<&'a std::sync::Arc<crate::upstream::Upstream>>,
     /// When the request started.
@@ -77,6 +76,11 @@ fn body_json(body: Option<&[u8]>, max: usize) -> Option<serde_json::Value> {
 }
 
 impl LogEntry<'_> {
+    /// The id of the upstream the request went to (none for an inline one).
+    pub fn upstream_id(&self) -> Option<&str> {
+        self.upstream.map(|u| u.config.id.as_str()).filter(|s| !s.is_empty())
+    }
+
     /// The JSON access-log entry (file_logger JSON, http_logger batches).
     pub fn json(&self, ctx: &PluginCtx, body: &BodyLimits) -> serde_json::Value {
         let start: chrono::DateTime<chrono::Utc> = self.start.into();
@@ -110,7 +114,7 @@ impl LogEntry<'_> {
             "service_id": ctx.route.as_ref().map(|r| r.service_id.to_string()).filter(|s| !s.is_empty()),
             "consumer": ctx.consumer.as_ref().map(|c| c.username.to_string()),
             "upstream": self.upstream_addr.map(|a| a.to_string()),
-            "upstream_id": self.upstream_id,
+            "upstream_id": self.upstream_id(),
             "latency_ms": self.latency.as_secs_f64() * 1000.0,
             "upstream_latency_ms": self.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
             "request_id": ctx.request_id.as_ref().and_then(|v| v.to_str().ok()),

@@ -110,7 +110,7 @@ impl Plugin for Prometheus {
                     Some(r) => (pick(&r.name, &r.id), pick(&r.service_name, &r.service_id)),
                     None => (empty.clone(), empty.clone()),
                 };
-                let upstream: Arc<str> = entry.upstream_id.map(Arc::from).unwrap_or_else(|| empty.clone());
+                let upstream: Arc<str> = entry.upstream_id().map(Arc::from).unwrap_or_else(|| empty.clone());
                 let consumer = ctx.consumer.as_ref().map(|c| c.username.clone()).unwrap_or(empty);
                 let (r, s, u) = (&*route, &*service, &*upstream);
                 let c = Arc::new(Children {

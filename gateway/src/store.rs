@@ -96,7 +96,20 @@ impl BackgroundService for FileStore {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // Only changes: reading the file ourselves raises open/access
+            // events, and reacting to those would re-read it forever.
             if let Ok(e) = event
+                && matches!(
+                    e.kind,
+                    notify::EventKind::Create(_)
+                        | notify::EventKind::Modify(
+                            notify::event::ModifyKind::Data(_)
+                                | notify::event::ModifyKind::Name(_)
+                                | notify::event::ModifyKind::Any
+                        )
+                        | notify::EventKind::Remove(_)
+                        | notify::EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+                )
                 && e.paths.iter().any(|p| p.file_name() == name.as_deref())
             {
                 let _ = tx.try_send(());

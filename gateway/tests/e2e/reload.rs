@@ -106,3 +106,27 @@ fn fifty_rewrites_under_load_fail_no_request() {
     assert!(ok > 200, "only {ok} requests went through");
     assert_eq!(failed, 0, "{failed} of {} requests failed during 50 reloads", ok + failed);
 }
+
+/// Bytes the process has read so far (`rchar` of `/proc/PID/io`).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/PID/io");
+    io.lines().find_map(|l| l.strip_prefix("rchar: ")).and_then(|v| v.trim().parse().ok()).expect("rchar")
+}
+
+#[test]
+fn an_idle_gateway_does_not_keep_rereading_its_config() {
+    // Reading the file raises open and access events on the watched
+    // directory; a watcher that reloads on those reads the file forever.
+    let up = Upstream::start("origin");
+    let padding = format!("# {}\n", "x".repeat(200_000));
+    let gw = Gateway::start(&format!("{padding}{}", two_routes("v1", &up)));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = bytes_read(gw.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let read = bytes_read(gw.pid()) - before;
+    assert!(read < 100_000, "an idle gateway read {read} bytes in a second (its config is 200 KB)");
+    // A real change is still picked up.
+    gw.write_config(&two_routes("v2", &up));
+    let c = client();
+    gw.wait_for("v2 served", Duration::from_secs(1), || get(&c, &gw.url("/hello"), &[]).body == "v2");
+}

@@ -12,6 +12,7 @@
 //! - [`admin`]: the management API (gRPC, grpc-web) and the store's write path.
 
 pub mod admin;
+pub mod headers;
 pub mod metrics;
 pub mod plugins;
 pub mod proxy;

@@ -31,11 +31,12 @@ use bytes::Bytes;
 use pingora_config::v1::upstream::{PassHost, Scheme};
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::Live;
+use crate::headers::{HeaderTarget, X_CONSUMER_USERNAME, X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::plugins::{LogEntry, Pipeline, PluginCtx, Response};
 use crate::router::Request;
 use crate::snapshot::{Route, Snapshot};
@@ -112,10 +113,6 @@ impl Ctx {
 fn pipeline(snapshot: &Snapshot, route: Option<usize>) -> Pipeline<'_> {
     Pipeline { global: &snapshot.global, route: route.and_then(|i| snapshot.routes.get(i)).map(|r| &r.plugins) }
 }
-
-static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
-static X_CONSUMER_USERNAME: http::HeaderName = http::HeaderName::from_static("x-consumer-username");
 
 const NOT_FOUND: &[u8] = b"{\"error\":\"no route matches this request\"}\n";
 
@@ -329,11 +326,12 @@ impl ProxyHttp for Gateway {
             PassHost::Pass | PassHost::Unspecified => {}
         }
         if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
-            let xff = match upstream_request.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            let xff = match upstream_request.headers.get(&X_FORWARDED_FOR.name).and_then(|v| v.to_str().ok()) {
                 Some(prev) => format!("{prev}, {ip}"),
                 None => ip.to_string(),
             };
-            upstream_request.insert_header(X_FORWARDED_FOR.clone(), xff)?;
+            let xff = http::HeaderValue::try_from(xff).or_err(ErrorType::InternalError, "x-forwarded-for")?;
+            upstream_request.insert(&X_FORWARDED_FOR, xff)?;
         }
         if upstream.config.keepalive_pool.as_ref().and_then(|p| p.size) == Some(0)
             && upstream_request.version != http::Version::HTTP_2
@@ -341,12 +339,13 @@ impl ProxyHttp for Gateway {
         {
             upstream_request.insert_header(http::header::CONNECTION, "close")?;
         }
-        upstream_request.insert_header(X_FORWARDED_PROTO.clone(), if ctx.tls { "https" } else { "http" })?;
+        upstream_request
+            .insert(&X_FORWARDED_PROTO, http::HeaderValue::from_static(if ctx.tls { "https" } else { "http" }))?;
         match &ctx.plugin.consumer {
-            Some(c) => upstream_request.insert_header(X_CONSUMER_USERNAME.clone(), c.header.clone())?,
+            Some(c) => upstream_request.insert(&X_CONSUMER_USERNAME, c.header.clone())?,
             // A client cannot claim to be a consumer.
             None => {
-                upstream_request.remove_header(&X_CONSUMER_USERNAME);
+                upstream_request.remove(&X_CONSUMER_USERNAME);
             }
         }
         if let Some((snapshot, route)) = ctx.pipeline_parts() {

@@ -97,7 +97,7 @@ impl Consumers {
                 jwt_key,
             });
             if let Some(k) = &creds.key_auth {
-                let digest = openssl::sha::sha256(k.key.as_bytes());
+                let digest = key_digest(k.key.as_bytes());
                 if out.by_key_digest.insert(digest, consumer.clone()).is_some() {
                     errors.push(format!("{scope}: credentials.key_auth.key: the same key is used by another consumer"));
                 }
@@ -121,7 +121,7 @@ impl Consumers {
 
     /// The consumer whose API key is `key`.
     pub fn by_key(&self, key: &[u8]) -> Option<&Arc<Consumer>> {
-        let digest = openssl::sha::sha256(key);
+        let digest = key_digest(key);
         self.by_key_digest.get(&digest).filter(|c| c.key_matches(key))
     }
 
@@ -147,4 +147,14 @@ impl Consumers {
     pub fn is_empty(&self) -> bool {
         self.by_key_digest.is_empty() && self.by_basic_user.is_empty() && self.by_jwt_key.is_empty()
     }
+}
+
+/// The SHA-256 of an API key, its index in [`Consumers`]. The `sha2`
+/// crate's (SHA-NI where the CPU has it) rather than OpenSSL's one-shot
+/// `SHA256()`, which in OpenSSL 3 looks up its implementation in the
+/// provider tables on every call: measured at about 2% of the gateway's CPU
+/// per request with key_auth on.
+fn key_digest(key: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key).into()
 }

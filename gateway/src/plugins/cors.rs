@@ -124,7 +124,7 @@ impl Plugin for Cors {
         if let Some(e) = &self.expose {
             headers.push((header::ACCESS_CONTROL_EXPOSE_HEADERS, e.clone()));
         }
-        ctx.response_headers.extend(headers);
+        ctx.response_headers.extend(headers.into_iter().map(|(n, v)| (n.into(), v)));
         Ok(Flow::Continue)
     }
 }

@@ -76,8 +76,8 @@ impl Plugin for GrpcWeb {
                     .header(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600")),
             ));
         }
-        ctx.response_headers.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, allow));
-        ctx.response_headers.push((header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose.clone()));
+        ctx.response_headers.push((header::ACCESS_CONTROL_ALLOW_ORIGIN.into(), allow));
+        ctx.response_headers.push((header::ACCESS_CONTROL_EXPOSE_HEADERS.into(), self.expose.clone()));
         Ok(Flow::Continue)
     }
 }

@@ -10,6 +10,7 @@ use pingora_proxy::Session;
 
 use super::limits::{KeySource, rejection};
 use super::{BuildCx, Flow, Hooks, Plugin, PluginCtx, Response, shared_state};
+use crate::headers::Name;
 use crate::upstream::duration;
 
 /// The windows of one limit (or group), sharded to keep threads apart.
@@ -85,9 +86,9 @@ pub fn build(cfg: &v1::LimitCountPlugin, cx: &mut BuildCx<'_>) -> Result<LimitCo
     })
 }
 
-static LIMIT: http::HeaderName = http::HeaderName::from_static("x-ratelimit-limit");
-static REMAINING: http::HeaderName = http::HeaderName::from_static("x-ratelimit-remaining");
-static RESET: http::HeaderName = http::HeaderName::from_static("x-ratelimit-reset");
+static LIMIT: Name = Name::from_static("x-ratelimit-limit", "X-RateLimit-Limit");
+static REMAINING: Name = Name::from_static("x-ratelimit-remaining", "X-RateLimit-Remaining");
+static RESET: Name = Name::from_static("x-ratelimit-reset", "X-RateLimit-Reset");
 
 #[async_trait::async_trait]
 impl Plugin for LimitCount {

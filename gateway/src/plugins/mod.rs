@@ -75,6 +75,7 @@ use smallvec::SmallVec;
 pub use consumers::{Consumer, Consumers};
 pub use log_entry::{BodyLimits, LogEntry};
 
+use crate::headers::HeaderTarget;
 use crate::upstream::Upstream;
 
 /// Which hooks a plugin implements (a bit set).
@@ -171,7 +172,7 @@ pub struct PluginCtx {
     /// route's.
     pub upstream: Option<Arc<Upstream>>,
     /// Headers added to whatever response goes out (CORS, rate limits).
-    pub response_headers: SmallVec<[(HeaderName, HeaderValue); 4]>,
+    pub response_headers: SmallVec<[(crate::headers::Name, HeaderValue); 4]>,
     /// Values released when the request ends (limit_conn's slots).
     pub guards: SmallVec<[Box<dyn Any + Send + Sync>; 1]>,
     /// The response was written by a plugin.
@@ -456,9 +457,9 @@ impl<'a> Pipeline<'a> {
         }
         for (name, value) in ctx.response_headers.drain(..) {
             if name == http::header::VARY {
-                resp.append_header(name, value)?;
+                resp.append(&name, value)?;
             } else {
-                resp.insert_header(name, value)?;
+                resp.insert(&name, value)?;
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! `proxy_rewrite`: changes the request sent upstream (path, method, host,
 //! headers). The client's request, as logged, is unchanged.
 
-use http::{HeaderName, Method};
+use http::Method;
 use pingora_config::v1;
 use pingora_config::v1::proxy_rewrite_plugin::Method as M;
 use pingora_http::RequestHeader;
@@ -10,6 +10,7 @@ use regex::Regex;
 
 use super::vars::Template;
 use super::{BuildCx, Hooks, Plugin, PluginCtx};
+use crate::headers::{HeaderTarget, Name};
 
 enum Uri {
     Keep,
@@ -19,16 +20,16 @@ enum Uri {
 
 /// Header changes, compiled (remove, then set, then add).
 pub struct HeaderOps {
-    remove: Vec<HeaderName>,
-    set: Vec<(HeaderName, Template)>,
-    add: Vec<(HeaderName, Template)>,
+    remove: Vec<Name>,
+    set: Vec<(Name, Template)>,
+    add: Vec<(Name, Template)>,
 }
 
 impl HeaderOps {
     pub fn new(h: Option<&v1::HeaderRewrite>) -> Result<HeaderOps, String> {
         let Some(h) = h else { return Ok(HeaderOps { remove: vec![], set: vec![], add: vec![] }) };
-        let name = |n: &str| HeaderName::try_from(n).map_err(|e| format!("header {n}: {e}"));
-        let pairs = |l: &[v1::HeaderValue]| -> Result<Vec<(HeaderName, Template)>, String> {
+        let name = |n: &str| Name::parse(n).map_err(|e| format!("header {n}: {e}"));
+        let pairs = |l: &[v1::HeaderValue]| -> Result<Vec<(Name, Template)>, String> {
             l.iter().map(|hv| Ok((name(&hv.name)?, Template::new(&hv.value)?))).collect()
         };
         Ok(HeaderOps {
@@ -56,46 +57,15 @@ impl HeaderOps {
         }
         for (n, t) in &self.set {
             if let Some(v) = t.header(session, req, ctx) {
-                target.insert(n.clone(), v)?;
+                target.insert(n, v)?;
             }
         }
         for (n, t) in &self.add {
             if let Some(v) = t.header(session, req, ctx) {
-                target.append(n.clone(), v)?;
+                target.append(n, v)?;
             }
         }
         Ok(())
-    }
-}
-
-/// A request or response header that [`HeaderOps`] changes.
-pub trait HeaderTarget {
-    fn remove(&mut self, name: &HeaderName);
-    fn insert(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()>;
-    fn append(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()>;
-}
-
-impl HeaderTarget for RequestHeader {
-    fn remove(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn insert(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()> {
-        self.insert_header(name, value)
-    }
-    fn append(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()> {
-        self.append_header(name, value).map(|_| ())
-    }
-}
-
-impl HeaderTarget for pingora_http::ResponseHeader {
-    fn remove(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn insert(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()> {
-        self.insert_header(name, value)
-    }
-    fn append(&mut self, name: HeaderName, value: http::HeaderValue) -> pingora_error::Result<()> {
-        self.append_header(name, value).map(|_| ())
     }
 }
 

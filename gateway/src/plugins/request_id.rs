@@ -1,24 +1,26 @@
 //! `request_id`: gives each request an id, sent upstream, to the client and
 //! to the logs. A well-formed id already in the request is kept.
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use pingora_config::v1;
 use pingora_config::v1::request_id_plugin::Algorithm;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
+use crate::headers::{HeaderTarget, Name};
+
 use super::{BuildCx, Flow, Hooks, Plugin, PluginCtx};
 
 pub struct RequestId {
-    header: HeaderName,
+    header: Name,
     include_in_response: bool,
     algorithm: Algorithm,
 }
 
 pub fn build(cfg: &v1::RequestIdPlugin, _cx: &mut BuildCx<'_>) -> Result<RequestId, String> {
-    let name = if cfg.header_name.is_empty() { "x-request-id" } else { cfg.header_name.as_str() };
+    let name = if cfg.header_name.is_empty() { "X-Request-Id" } else { cfg.header_name.as_str() };
     Ok(RequestId {
-        header: HeaderName::try_from(name).map_err(|e| format!("header_name: {e}"))?,
+        header: Name::parse(name).map_err(|e| format!("header_name: {e}"))?,
         include_in_response: cfg.include_in_response.unwrap_or(true),
         algorithm: cfg.algorithm(),
     })
@@ -58,7 +60,7 @@ impl Plugin for RequestId {
 
     async fn request(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
         if ctx.request_id.is_none() {
-            let id = match session.req_header().headers.get(&self.header) {
+            let id = match session.req_header().headers.get(&self.header.name) {
                 Some(v) if acceptable(v) => v.clone(),
                 _ => generate(self.algorithm),
             };
@@ -69,7 +71,7 @@ impl Plugin for RequestId {
 
     fn upstream_request(&self, _: &Session, req: &mut RequestHeader, ctx: &mut PluginCtx) -> pingora_error::Result<()> {
         if let Some(id) = &ctx.request_id {
-            req.insert_header(self.header.clone(), id.clone())?;
+            req.insert(&self.header, id.clone())?;
         }
         Ok(())
     }
@@ -78,7 +80,7 @@ impl Plugin for RequestId {
         if self.include_in_response
             && let Some(id) = &ctx.request_id
         {
-            resp.insert_header(self.header.clone(), id.clone())?;
+            resp.insert(&self.header, id.clone())?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 # bench/run.sh: the gateway against nginx as a reverse proxy, side by side,
 # on loopback, one worker thread each, the same upstream (see bench/README.md).
 #
-#   bench/run.sh                       build the gateway (release) and run every scenario
+#   bench/run.sh                       build the gateway (production profile) and run every scenario
 #   GATEWAY=0 bench/run.sh             nginx only (also: --only-nginx)
 #   bench/run.sh --scenario https_1route --rounds 3 --duration 4
 #
@@ -13,11 +13,11 @@
 #   --duration S          DURATION=4     seconds of one measured wrk run
 #   --warmup S            WARMUP=2       seconds of the unmeasured wrk run per proxy
 #   --connections N       CONNECTIONS=32 wrk connections (wrk runs one thread)
-#   --no-build            BUILD=0        use target/release/gateway as it is
+#   --no-build            BUILD=0        use target/production/gateway as it is
 #   --no-pin              PIN=0          do not pin processes to CPUs
 #   --keep-tmp            KEEP_TMP=1     keep the temp dir (configs, logs, wrk outputs)
 #   --list                               print the scenarios and exit
-# Also: GATEWAY_BIN (default target/release/gateway), PROXY_CPU=0, LOAD_CPU=1,
+# Also: GATEWAY_BIN (default target/production/gateway), PROXY_CPU=0, LOAD_CPU=1,
 # NOISE_MAX=10 (% of a CPU taken by other processes that makes a run noisy),
 # NOISE_RETRIES=2 (repeats of a noisy run), NOISE_BUDGET=40 (seconds of repeats).
 #
@@ -38,7 +38,7 @@ PIN=${PIN:-1}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 KEEP_TMP=${KEEP_TMP:-0}
-GATEWAY_BIN=${GATEWAY_BIN:-$ROOT/target/release/gateway}
+GATEWAY_BIN=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/production/gateway}
 CARGO=${CARGO:-cargo}
 ALL_SCENARIOS="http_1route http_10k_routes https_1route http_plugins"
 SCENARIOS=${SCENARIOS:-}
@@ -512,8 +512,8 @@ main() {
 
     if [ "$GATEWAY" = 1 ]; then
         if [ "$BUILD" = 1 ]; then
-            log "building the gateway (release)"
-            (cd "$ROOT" && $CARGO build --release -q -p pingora-config-gateway) || die "cargo build failed"
+            log "building the gateway (production profile: fat LTO, one codegen unit; ~10 min on 2 cores the first time)"
+            (cd "$ROOT" && $CARGO build --profile production -q -p pingora-config-gateway --bin gateway) || die "cargo build failed"
         fi
         [ -x "$GATEWAY_BIN" ] || die "no gateway binary at $GATEWAY_BIN (GATEWAY=0 measures nginx alone)"
         "$GATEWAY_BIN" run --help >/dev/null 2>&1 ||

@@ -39,6 +39,7 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 KEEP_TMP=${KEEP_TMP:-0}
 GATEWAY_BIN=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/production/gateway}
+BARE_BIN=${BARE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/production/examples/bare_pingora}
 CARGO=${CARGO:-cargo}
 ALL_SCENARIOS="http_1route http_10k_routes https_1route http_plugins"
 SCENARIOS=${SCENARIOS:-}
@@ -326,6 +327,27 @@ add_gateway() {
     C_RSS0[$name]=$(rss_kb "$pid")
 }
 
+# add_bare NAME: the bare Pingora proxy (gateway/examples/bare_pingora.rs:
+# one fixed upstream, nothing else), the floor Pingora itself sets
+# (skipped with GATEWAY=0).
+add_bare() {
+    [ "$GATEWAY" = 1 ] || return 0
+    local name=$1 dir port
+    dir=$SDIR/$name
+    mkdir -p "$dir"
+    [ -x "$BARE_BIN" ] || die "$BARE_BIN is missing (built by: cargo build --profile production -p pingora-config-gateway --example bare_pingora)"
+    port=$(free_ports 1)
+    start "$name" "$dir/bare.log" "$PROXY_CPU" "$BARE_BIN" "127.0.0.1:$port" "127.0.0.1:$UPSTREAM_PORT"
+    local pid=$STARTED_PID
+    wait_ready "$name" "$pid" "http://127.0.0.1:$port/" "" "$dir/bare.log"
+    C_NAMES+=("$name")
+    C_PIDS[$name]=$pid
+    C_URL[$name]="http://127.0.0.1:$port/"
+    C_HOST[$name]=""
+    C_DESC[$name]="bare Pingora proxy, one fixed upstream"
+    C_RSS0[$name]=$(rss_kb "$pid")
+}
+
 # compare NUM DEN LABEL: print the ratios NUM/DEN (paired by round).
 compare() { printf 'compare\t%s\t%s\t%s\t%s\n' "$SCEN" "$1" "$2" "$3" >>"$TMP/meta.tsv"; }
 # limit NAME MB LABEL: check NAME's RSS after start against MB.
@@ -440,7 +462,10 @@ scenario_http_1route() {
     begin_scenario http_1route "plain HTTP, one route /* (the default shape)"
     add_nginx nginx 1
     add_gateway gateway 1
+    add_bare pingora-bare
     compare gateway nginx "gateway/nginx"
+    compare pingora-bare nginx "bare Pingora/nginx"
+    compare gateway pingora-bare "gateway/bare Pingora"
     limit gateway 30 "gateway, 1 route"
     run_rounds
 }
@@ -513,7 +538,7 @@ main() {
     if [ "$GATEWAY" = 1 ]; then
         if [ "$BUILD" = 1 ]; then
             log "building the gateway (production profile: fat LTO, one codegen unit; ~10 min on 2 cores the first time)"
-            (cd "$ROOT" && $CARGO build --profile production -q -p pingora-config-gateway --bin gateway) || die "cargo build failed"
+            (cd "$ROOT" && $CARGO build --profile production -q -p pingora-config-gateway --bin gateway --example bare_pingora) || die "cargo build failed"
         fi
         [ -x "$GATEWAY_BIN" ] || die "no gateway binary at $GATEWAY_BIN (GATEWAY=0 measures nginx alone)"
         "$GATEWAY_BIN" run --help >/dev/null 2>&1 ||

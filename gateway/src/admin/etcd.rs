@@ -11,14 +11,23 @@
 //!   mod revision this node last saw (absent for a creation), and no config
 //!   key may have changed since the revision this node has seen (so the
 //!   whole config is a compare-and-swap, as with the file store). A failed
-//!   compare is ABORTED. The write returns once this node's watch has
-//!   applied it, so the next read through the same node sees it.
+//!   compare is ABORTED. Writes queued together are one transaction each,
+//!   chained on the revision the previous one produced, and this node
+//!   applies the batch itself (one compile); a write returns once this
+//!   node serves it, so the next read through the same node sees it.
 //! - Every node lists the prefix, then watches it from the revision after
 //!   the listing; on compaction it lists again and applies the difference.
-//!   A change is applied only if the whole config it gives validates and
-//!   compiles (the one validation path); otherwise it is ignored: logged,
+//!   Revisions that arrive together (or, while changes stream in, within
+//!   20 ms of the previous apply) are applied together: one validation and
+//!   one compile of the config they give, the events of each revision. A
+//!   change is applied only if that config validates and compiles (the one
+//!   validation path); if it does not, the revisions are taken one at a
+//!   time and those that make the config invalid are ignored: logged,
 //!   counted in `pingora_config_etcd_rejected_total`, and recorded as the
-//!   node's last error. A document that does not parse is ignored alone.
+//!   node's last error. (So an invalid revision followed in the same group
+//!   by one that makes the whole valid again is applied with it: the node
+//!   then serves what etcd holds.) A document that does not parse is
+//!   ignored alone.
 //! - While etcd is unreachable the node keeps serving what it applied,
 //!   reports `connected = false` and the error, and reconnects with backoff
 //!   (resuming the watch from the revision it had seen). The applied config
@@ -364,6 +373,10 @@ const HISTORY: usize = 32;
 /// whether it parsed.
 type Revision = (i64, Vec<(Key, Option<Doc>, Result<(), String>)>);
 
+/// The least time between two applies of watch events while they stream
+/// in (see [`EtcdConfigStore::follow`]).
+const APPLY_GAP: Duration = Duration::from_millis(20);
+
 /// The most watch events applied together.
 const MAX_COALESCED: usize = 4096;
 
@@ -568,6 +581,7 @@ impl EtcdConfigStore {
                 Err(e) => return Some(e),
             };
         let mut next = None;
+        let mut last_apply: Option<tokio::time::Instant> = None;
         loop {
             let received = match next.take() {
                 Some(r) => r,
@@ -594,11 +608,19 @@ impl EtcdConfigStore {
                 *need_list = true;
                 return Some(format!("etcd canceled the watch: {}", msg.cancel_reason()));
             }
-            // The responses already here are applied together (at most
-            // MAX_COALESCED events): one compile for all their revisions.
+            // The responses already here, and under a stream of changes
+            // those arriving until APPLY_GAP after the previous apply, are
+            // applied together (at most MAX_COALESCED events): one compile
+            // for all their revisions. A change after a quiet spell is
+            // applied at once.
             let mut events = msg.events().to_vec();
+            let gather_until = match last_apply {
+                Some(t) if !events.is_empty() => t + APPLY_GAP,
+                _ => tokio::time::Instant::now(),
+            };
             while events.len() < MAX_COALESCED {
-                match tokio::time::timeout(Duration::ZERO, stream.message()).await {
+                let wait = gather_until.saturating_duration_since(tokio::time::Instant::now());
+                match tokio::time::timeout(wait, stream.message()).await {
                     Ok(Ok(Some(m))) if !m.created() && m.compact_revision() == 0 && !m.canceled() => {
                         events.extend_from_slice(m.events());
                     }
@@ -608,6 +630,9 @@ impl EtcdConfigStore {
                     }
                     Err(_) => break,
                 }
+            }
+            if !events.is_empty() {
+                last_apply = Some(tokio::time::Instant::now());
             }
             self.on_events(&events).await;
         }

@@ -359,9 +359,6 @@ pub struct EtcdConfigStore {
     /// True while this node writes a batch: the watch holds off applying
     /// until the writer has installed it (see [`EtcdConfigStore::commit_batch`]).
     committing: watch::Sender<bool>,
-    /// The newest etcd revision this node heard of (answers' headers): what
-    /// a batch's transactions after the first predict their revisions from.
-    etcd_revision: std::sync::atomic::AtomicI64,
     /// The registry as last seen.
     nodes: Mutex<BTreeMap<String, NodeRecord>>,
     status_changed: Notify,
@@ -483,7 +480,6 @@ impl EtcdConfigStore {
             connected: AtomicBool::new(connected),
             seen_tx: watch::channel(seen).0,
             committing: watch::channel(false).0,
-            etcd_revision: std::sync::atomic::AtomicI64::new(seen),
             nodes: Mutex::new(nodes),
             status_changed: Notify::new(),
             cache_tx,
@@ -596,9 +592,6 @@ impl EtcdConfigStore {
                 Ok(None) => return Some("etcd closed the watch".into()),
                 Err(e) => return Some(format!("etcd watch: {e}")),
             };
-            if let Some(h) = msg.header() {
-                self.etcd_revision.fetch_max(h.revision(), Ordering::SeqCst);
-            }
             if msg.created() {
                 if !self.connected.load(Ordering::SeqCst) {
                     log::info!("etcd: connected, following from revision {start}");
@@ -1012,10 +1005,7 @@ impl EtcdConfigStore {
                 value.updated = now_secs();
                 let bytes = serde_json::to_vec(&value).unwrap_or_default();
                 let put = client.put(key.clone(), bytes, Some(PutOptions::new().with_lease(lease)));
-                let put = with_timeout(rt, "etcd put node", put).await?;
-                if let Some(h) = put.header() {
-                    self.etcd_revision.fetch_max(h.revision(), Ordering::SeqCst);
-                }
+                with_timeout(rt, "etcd put node", put).await?;
                 written = Some(record);
                 last_put = Some(tokio::time::Instant::now());
                 backoff.reset();
@@ -1094,178 +1084,115 @@ impl EtcdConfigStore {
         };
         let prefix = self.settings.prefix.clone();
         let rt = self.settings.request_timeout;
-        // The bytes put by each write (a retried round sends the same).
-        let values: Vec<Vec<Option<Vec<u8>>>> =
-            batch.iter().map(|p| p.changes.iter().map(|(_, _, new)| new.as_ref().map(encode)).collect()).collect();
-        let mut results: Vec<Option<Result<Arc<Stored>, CommitError>>> = (0..n).map(|_| None).collect();
+        let mut results = Vec::with_capacity(n);
         let mut revisions: Vec<(i64, Vec<Change>)> = Vec::new();
         let mut last = start;
-        let mut failed = false;
+        let mut failed: Option<CommitError> = None;
         // Whether the documents as etcd returns them are the ones written
         // (what the watch would build), so that this node can install them.
         let mut exact = true;
-        let mut next = 0;
-        let mut round = 0;
-        while next < n {
-            round += 1;
-            // This round's transactions, from `next` on, each on the
-            // revision the one before it is predicted to get (etcd's
-            // revision as last seen, plus one per transaction). After two
-            // rounds that needed another, one at a time.
-            let mut planned: Vec<(usize, i64, Txn)> = Vec::new();
-            let mut pred_raw = raw.clone();
-            let mut pred_seen = seen;
-            let mut pred_rev = self.etcd_revision.load(Ordering::SeqCst).max(seen);
-            let mut prev: Option<usize> = None;
-            for k in next..n {
-                let p = &batch[k];
-                if p.changes.is_empty() {
-                    continue;
-                }
-                if round > 2 && !planned.is_empty() {
-                    break;
-                }
-                let mut compares = Vec::new();
-                let mut ops = Vec::new();
-                for ((key, _, _), bytes) in p.changes.iter().zip(&values[k]) {
-                    let ek = etcd_key(&prefix, key);
-                    compares.push(match pred_raw.get(key) {
-                        Some(rev) => Compare::mod_revision(ek.clone(), CompareOp::Equal, *rev),
-                        None => Compare::version(ek.clone(), CompareOp::Equal, 0),
-                    });
-                    ops.push(match bytes {
-                        Some(b) => TxnOp::put(ek, b.clone(), None),
-                        None => TxnOp::delete(ek, None),
-                    });
-                }
-                // The previous transaction of the round is applied, at the
-                // revision predicted (otherwise this one is a no-op and is
-                // sent again in the next round).
-                if let Some(j) = prev {
-                    for ((key, _, _), bytes) in batch[j].changes.iter().zip(&values[j]) {
-                        let ek = etcd_key(&prefix, key);
-                        match bytes {
-                            Some(b) => {
-                                compares.push(Compare::mod_revision(ek.clone(), CompareOp::Equal, pred_seen));
-                                compares.push(Compare::value(ek, CompareOp::Equal, b.clone()));
-                            }
-                            None => compares.push(Compare::version(ek, CompareOp::Equal, 0)),
-                        }
-                    }
-                }
-                // Nothing of the config changed since what this node has
-                // seen or (is predicted to have) written (the node keys,
-                // between `global_rules` and `plugin_configs`, are left out).
-                let newer = pred_seen + 1;
-                compares.push(
-                    Compare::mod_revision(format!("{prefix}/"), CompareOp::Less, newer)
-                        .with_range(format!("{prefix}/nodes/")),
-                );
-                compares.push(
-                    Compare::mod_revision(format!("{prefix}/nodes0"), CompareOp::Less, newer)
-                        .with_range(format!("{prefix}0")),
-                );
-                pred_rev += 1;
-                for (key, _, new) in &p.changes {
-                    match new {
-                        Some(_) => pred_raw.insert(key.clone(), pred_rev),
-                        None => pred_raw.remove(key),
-                    };
-                }
-                pred_seen = pred_rev;
-                prev = Some(k);
-                planned.push((k, pred_rev, Txn::new().when(compares).and_then(ops)));
+        for p in batch {
+            if let Some(e) = &failed {
+                results.push(Err(e.clone()));
+                continue;
             }
-            let indexes: Vec<usize> = planned.iter().map(|(k, _, _)| *k).collect();
-            let responses = send_in_order(&self.runtime, &client, rt, planned.into_iter().map(|t| t.2).collect()).await;
-            let mut responses = indexes.iter().copied().zip(responses).peekable();
-            // Writes up to the first of the round that did not apply are
-            // done; if nothing after that one applied either, the round is
-            // sent again from it, otherwise it failed for good.
-            let mut retry_from = None;
-            for k in next..n {
-                let p = &batch[k];
-                if p.changes.is_empty() {
-                    if retry_from.is_none() && !failed {
-                        results[k] = Some(Ok(last.clone()));
-                    }
-                    continue;
-                }
-                let Some((_, resp)) = responses.next_if(|(i, _)| *i == k) else { break };
-                let resp = match resp {
-                    Ok(r) if r.succeeded() => r,
-                    outcome => {
-                        let e = match outcome {
-                            Err(e) => CommitError::Io(e),
-                            Ok(_) => CommitError::Stale { current: self.current_revision().max(self.seen()) },
-                        };
-                        if k == indexes[0] || failed {
-                            failed = true;
-                        } else if retry_from.is_none() {
-                            retry_from = Some(k);
-                        }
-                        results[k] = Some(Err(e));
-                        continue;
-                    }
-                };
-                if retry_from.take().is_some() {
-                    // One after a failed one applied: those before it failed for good.
-                    failed = true;
-                }
-                let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                self.etcd_revision.fetch_max(revision, Ordering::SeqCst);
-                for ((key, _, new), bytes) in p.changes.iter().zip(&values[k]) {
-                    match bytes {
-                        Some(bytes) => {
-                            raw.insert(key.clone(), revision);
-                            match decode(key, bytes) {
-                                Ok(resource) => {
-                                    exact &= new.as_ref() == Some(&resource);
-                                    let create_rev = docs.get(key).map(|d| d.create_rev).unwrap_or(revision);
-                                    let doc = Doc { resource, mod_rev: revision, create_rev };
-                                    metas.insert(key.clone(), meta(&doc, None));
-                                    docs.insert(key.clone(), doc);
-                                }
-                                Err(_) => exact = false,
-                            }
-                        }
-                        None => {
-                            raw.remove(key);
-                            docs.remove(key);
-                            metas.remove(key);
-                        }
-                    }
-                }
-                seen = revision;
-                let stored = Arc::new(Stored {
-                    config: p.stored.config.clone(),
-                    revision,
-                    metas: metas.clone(),
-                    hash: p.stored.hash.clone(),
-                    applied_time: SystemTime::now(),
+            if p.changes.is_empty() {
+                // Only the order changed, which etcd does not keep.
+                results.push(Ok(last.clone()));
+                continue;
+            }
+            let mut compares = Vec::new();
+            let mut ops = Vec::new();
+            let mut values = Vec::new();
+            for (key, _, new) in &p.changes {
+                let k = etcd_key(&prefix, key);
+                compares.push(match raw.get(key) {
+                    Some(rev) => Compare::mod_revision(k.clone(), CompareOp::Equal, *rev),
+                    None => Compare::version(k.clone(), CompareOp::Equal, 0),
                 });
-                revisions.push((revision, p.changes.clone()));
-                last = stored.clone();
-                results[k] = Some(Ok(stored));
+                match new {
+                    Some(r) => {
+                        let bytes = encode(r);
+                        ops.push(TxnOp::put(k, bytes.clone(), None));
+                        values.push(Some(bytes));
+                    }
+                    None => {
+                        ops.push(TxnOp::delete(k, None));
+                        values.push(None);
+                    }
+                }
             }
-            if failed {
-                break;
-            }
-            next = match retry_from {
-                Some(k) => k,
-                None => indexes.last().map(|k| k + 1).unwrap_or(n).max(next + 1),
+            // Nothing of the config changed since what this node has seen
+            // or written (the node keys, between `global_rules` and
+            // `plugin_configs`, are left out).
+            let newer = seen + 1;
+            compares.push(
+                Compare::mod_revision(format!("{prefix}/"), CompareOp::Less, newer)
+                    .with_range(format!("{prefix}/nodes/")),
+            );
+            compares.push(
+                Compare::mod_revision(format!("{prefix}/nodes0"), CompareOp::Less, newer)
+                    .with_range(format!("{prefix}0")),
+            );
+            let txn = Txn::new().when(compares).and_then(ops);
+            let mut c = client.clone();
+            let resp = self
+                .runtime
+                .spawn(async move { with_timeout(rt, "etcd transaction", c.txn(txn)).await })
+                .await
+                .map_err(|e| CommitError::Io(e.to_string()))
+                .and_then(|r| r.map_err(CommitError::Io));
+            let resp = match resp {
+                Ok(r) if r.succeeded() => r,
+                Ok(_) => {
+                    let e = CommitError::Stale { current: self.current_revision().max(self.seen()) };
+                    failed = Some(e.clone());
+                    results.push(Err(e));
+                    continue;
+                }
+                Err(e) => {
+                    failed = Some(e.clone());
+                    results.push(Err(e));
+                    continue;
+                }
             };
-            // Writes after a retry point are planned again.
-            for r in results.iter_mut().skip(next) {
-                *r = None;
+            let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            for ((key, _, new), bytes) in p.changes.iter().zip(values) {
+                match bytes {
+                    Some(bytes) => {
+                        raw.insert(key.clone(), revision);
+                        match decode(key, &bytes) {
+                            Ok(resource) => {
+                                exact &= new.as_ref() == Some(&resource);
+                                let create_rev = docs.get(key).map(|d| d.create_rev).unwrap_or(revision);
+                                let doc = Doc { resource, mod_rev: revision, create_rev };
+                                metas.insert(key.clone(), meta(&doc, None));
+                                docs.insert(key.clone(), doc);
+                            }
+                            Err(_) => exact = false,
+                        }
+                    }
+                    None => {
+                        raw.remove(key);
+                        docs.remove(key);
+                        metas.remove(key);
+                    }
+                }
             }
+            seen = revision;
+            let stored = Arc::new(Stored {
+                config: p.stored.config.clone(),
+                revision,
+                metas: metas.clone(),
+                hash: p.stored.hash.clone(),
+                applied_time: SystemTime::now(),
+            });
+            revisions.push((revision, p.changes));
+            last = stored.clone();
+            results.push(Ok(stored));
         }
-        let stale = CommitError::Stale { current: self.current_revision().max(self.seen()) };
-        let results: Vec<Result<Arc<Stored>, CommitError>> =
-            results.into_iter().map(|r| r.unwrap_or_else(|| Err(stale.clone()))).collect();
-        let failed = failed || results.iter().any(|r| r.is_err());
         let Some(written) = revisions.last().map(|r| r.0) else { return results };
-        let installed = !failed
+        let installed = failed.is_none()
             && exact
             && match self.state.lock() {
                 Ok(mut s) if s.seen == seen_at_start && s.stored.revision == base => {
@@ -1284,44 +1211,6 @@ impl EtcdConfigStore {
             }
         }
         results
-    }
-}
-
-/// Sends `txns` at once, in this order (each is made ready to send before
-/// the next), and waits for all their answers.
-async fn send_in_order(
-    runtime: &tokio::runtime::Handle,
-    client: &Client,
-    timeout: Duration,
-    txns: Vec<Txn>,
-) -> Vec<Result<etcd_client::TxnResponse, String>> {
-    let n = txns.len();
-    let client = client.clone();
-    let sent = runtime.spawn(async move {
-        let mut pending: Vec<_> = txns
-            .into_iter()
-            .map(|t| {
-                let mut c = client.clone();
-                Box::pin(async move { with_timeout(timeout, "etcd transaction", c.txn(t)).await })
-            })
-            .collect();
-        let mut done: Vec<Option<Result<etcd_client::TxnResponse, String>>> = (0..n).map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            for (f, d) in pending.iter_mut().zip(done.iter_mut()) {
-                if d.is_none()
-                    && let std::task::Poll::Ready(r) = f.as_mut().poll(cx)
-                {
-                    *d = Some(r);
-                }
-            }
-            if done.iter().all(Option::is_some) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
-        })
-        .await;
-        done.into_iter().map(|d| d.unwrap_or_else(|| Err("no answer".into()))).collect::<Vec<_>>()
-    });
-    match sent.await {
-        Ok(r) => r,
-        Err(e) => (0..n).map(|_| Err(format!("etcd transaction: {e}"))).collect(),
     }
 }
 

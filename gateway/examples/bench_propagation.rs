@@ -51,7 +51,26 @@ fn wait_port(port: u16, what: &str) -> Result<(), BoxError> {
     Err(format!("{what} did not start").into())
 }
 
-fn start_node(binary: &Path, dir: &Path, name: &str, store: &str, threads: u32) -> Result<Node, BoxError> {
+/// `command` run under `taskset -c cpus` when `cpus` is given.
+fn pinned(program: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn start_node(
+    binary: &Path,
+    dir: &Path,
+    name: &str,
+    store: &str,
+    threads: u32,
+    cpus: Option<&str>,
+) -> Result<Node, BoxError> {
     let (port, admin) = (free_port()?, free_port()?);
     let d = dir.join(name);
     std::fs::create_dir_all(&d)?;
@@ -62,7 +81,7 @@ fn start_node(binary: &Path, dir: &Path, name: &str, store: &str, threads: u32) 
     std::fs::write(&store_path, bootstrap.replace("$DIR", &d.display().to_string()))?;
     std::fs::write(d.join("config.yaml"), "")?;
     let log = std::fs::File::create(d.join("gateway.log"))?;
-    let child = Command::new(binary)
+    let child = pinned(binary, cpus)
         .args(["run", "--bootstrap"])
         .arg(&store_path)
         .arg("--pid-file")
@@ -201,8 +220,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// wrk's requests/s and failed requests (non-2xx/3xx plus socket errors).
-fn wrk(port: u16, seconds: u64) -> Result<(f64, u64), BoxError> {
-    let out = Command::new("wrk")
+fn wrk(port: u16, seconds: u64, cpus: Option<&str>) -> Result<(f64, u64), BoxError> {
+    let out = pinned(Path::new("wrk"), cpus)
         .args(["-t", "1", "-c", "16", "-d", &format!("{seconds}s"), &format!("http://127.0.0.1:{port}/bench")])
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -323,14 +342,14 @@ async fn open_loop_writes(
 
 /// 200 writes/s through the first node for `seconds` while wrk loads it,
 /// against wrk alone.
-async fn sustained(nodes: &[Node], seconds: u64, label: &str) -> Result<(), BoxError> {
+async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&'static str>) -> Result<(), BoxError> {
     let mut res = api(&nodes[0]).await?;
     let bench: v1::Route = from_json(serde_json::json!({ "id": "bench", "uris": ["/bench"], "upstream_id": "u" }))?;
     res.create_route(v1::CreateRouteRequest { route: Some(bench) }).await?;
     let port = nodes[0].port;
     let baseline_secs = (seconds / 2).max(5);
-    let (base_rps, base_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs)).await??;
-    let load = tokio::task::spawn_blocking(move || wrk(port, seconds));
+    let (base_rps, base_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
+    let load = tokio::task::spawn_blocking(move || wrk(port, seconds, wrk_cpus));
     let (mut stats, elapsed) = open_loop_writes(res, seconds).await?;
     let (rps, failed) = load.await??;
     let writes = stats.latencies.len();
@@ -350,14 +369,14 @@ async fn sustained(nodes: &[Node], seconds: u64, label: &str) -> Result<(), BoxE
     Ok(())
 }
 
-fn etcd(dir: &Path) -> Result<(Proc, u16), BoxError> {
+fn etcd(dir: &Path, cpus: Option<&str>) -> Result<(Proc, u16), BoxError> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/etcd.sh");
     if !Command::new(&script).arg("install").status()?.success() {
         return Err("scripts/etcd.sh install failed".into());
     }
     let (client, peer) = (free_port()?, free_port()?);
     let log = std::fs::File::create(dir.join("etcd.log"))?;
-    let child = Command::new(&script)
+    let child = pinned(&script, cpus)
         .args(["run", &dir.join("etcd").display().to_string(), &client.to_string(), &peer.to_string()])
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
@@ -381,21 +400,39 @@ async fn main() -> Result<(), BoxError> {
 
     {
         let file = "  file: { path: $DIR/config.yaml }\n";
-        let nodes = vec![start_node(&binary, &tmp, "file", file, 2)?];
+        let nodes = vec![start_node(&binary, &tmp, "file", file, 2, None)?];
         propagation(&nodes, upstream_port, writes, "file store, 1 node").await?;
-        sustained(&nodes, seconds, "file store, 1 node").await?;
+        sustained(&nodes, seconds, "file store, 1 node", None).await?;
     }
     {
-        let (_etcd, port) = etcd(&tmp)?;
+        // Three nodes and etcd stand for separate machines: on a machine
+        // with 2 to 3 CPUs, the node written through and wrk get CPU 0, and
+        // etcd, the other two nodes and this driver (the writing client)
+        // CPU 1, so that the other nodes compiling every change do not take
+        // the CPU of the node measured (BENCH_PIN=0: no pinning). The
+        // baseline is measured under the same pinning.
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let pin = std::env::var("BENCH_PIN").map(|v| v != "0").unwrap_or(true)
+            && (2..=3).contains(&cpus)
+            && Command::new("taskset").arg("-V").output().is_ok_and(|o| o.status.success());
+        let (measured, others) = if pin { (Some("0"), Some("1")) } else { (None, None) };
+        if pin {
+            let me = std::process::id().to_string();
+            Command::new("taskset").args(["-a", "-cp", "1", &me]).output()?;
+            println!(
+                "etcd phase: node written through and wrk on CPU 0; etcd, the other nodes and the writers on CPU 1"
+            );
+        }
+        let (_etcd, port) = etcd(&tmp, others)?;
         let store =
             format!("  etcd: {{ endpoints: [\"http://127.0.0.1:{port}\"], prefix: /bench, cache_dir: $DIR/cache }}\n");
         let nodes = vec![
-            start_node(&binary, &tmp, "etcd-a", &store, 2)?,
-            start_node(&binary, &tmp, "etcd-b", &store, 1)?,
-            start_node(&binary, &tmp, "etcd-c", &store, 1)?,
+            start_node(&binary, &tmp, "etcd-a", &store, 2, measured)?,
+            start_node(&binary, &tmp, "etcd-b", &store, 1, others)?,
+            start_node(&binary, &tmp, "etcd-c", &store, 1, others)?,
         ];
         propagation(&nodes, upstream_port, writes, "etcd, 3 nodes").await?;
-        sustained(&nodes, seconds, "etcd, 3 nodes (wrk on the node written through)").await?;
+        sustained(&nodes, seconds, "etcd, 3 nodes (wrk on the node written through)", measured).await?;
     }
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())

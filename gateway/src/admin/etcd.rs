@@ -260,8 +260,18 @@ fn build_config<'a>(docs: impl Iterator<Item = &'a v1::Resource>) -> v1::Config 
     c
 }
 
-fn canonical(config: &v1::Config) -> v1::Config {
-    build_config(store::resources(config).values())
+fn canonical(mut c: v1::Config) -> v1::Config {
+    // Sorted in place (a write's config goes through here): what
+    // `build_config` of its resources gives, for a config without
+    // duplicate ids (which validation refuses anyway).
+    c.routes.sort_by(|a, b| a.id.cmp(&b.id));
+    c.services.sort_by(|a, b| a.id.cmp(&b.id));
+    c.upstreams.sort_by(|a, b| a.id.cmp(&b.id));
+    c.consumers.sort_by(|a, b| a.username.cmp(&b.username));
+    c.ssls.sort_by(|a, b| a.id.cmp(&b.id));
+    c.global_rules.sort_by(|a, b| a.id.cmp(&b.id));
+    c.plugin_configs.sort_by(|a, b| a.id.cmp(&b.id));
+    c
 }
 
 /// A document applied, with its key's revisions.
@@ -1430,7 +1440,7 @@ impl ConfigStore for Arc<EtcdConfigStore> {
     }
 
     fn normalize(&self, config: v1::Config) -> v1::Config {
-        canonical(&config)
+        canonical(config)
     }
 
     fn events(&self) -> &EventLog {
@@ -1496,5 +1506,18 @@ mod tests {
         assert!(decode(&key, b"not json").is_err());
         let r = decode(&key, br#"{"id":"u","nodes":[{"host":"127.0.0.1","port":1}]}"#).unwrap_or_default();
         assert_eq!(decode(&key, &encode(&r)).ok(), Some(r));
+    }
+
+    #[test]
+    fn canonical_is_the_order_every_node_builds_from_the_keys() {
+        let text = "upstreams:\n  - { id: b, nodes: [{ host: 127.0.0.1, port: 1 }] }\n  - { id: a, nodes: [{ host: 127.0.0.1, port: 1 }] }\nroutes:\n  - { id: r2, uris: [/x], upstream_id: a }\n  - { id: r10, uris: [/y], upstream_id: b }\n  - { id: r1, uris: [/z], upstream_id: a }\n";
+        let config = match pingora_config::load_str::<v1::Config>(text, "test") {
+            Ok((c, _)) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let built = build_config(store::resources(&config).values());
+        let ids: Vec<&str> = built.routes.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r1", "r10", "r2"]);
+        assert_eq!(canonical(config), built);
     }
 }

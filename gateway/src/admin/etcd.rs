@@ -368,7 +368,8 @@ pub struct EtcdConfigStore {
     seen_tx: watch::Sender<i64>,
     /// True while this node writes a batch: the watch holds off applying
     /// until the writer has installed it (see [`EtcdConfigStore::commit_batch`]).
-    committing: watch::Sender<bool>,
+    /// (a batch is being written, batches finished so far).
+    committing: watch::Sender<(bool, u64)>,
     /// The registry as last seen.
     nodes: Mutex<BTreeMap<String, NodeRecord>>,
     status_changed: Notify,
@@ -489,7 +490,7 @@ impl EtcdConfigStore {
             store_error: Mutex::new((!connected).then(|| error.clone())),
             connected: AtomicBool::new(connected),
             seen_tx: watch::channel(seen).0,
-            committing: watch::channel(false).0,
+            committing: watch::channel((false, 0)).0,
             nodes: Mutex::new(nodes),
             status_changed: Notify::new(),
             cache_tx,
@@ -653,8 +654,11 @@ impl EtcdConfigStore {
     async fn on_events(&self, events: &[etcd_client::Event]) {
         // A batch this node is writing is installed by the writer; wait for
         // it rather than compile its revisions one by one.
+        // Until that batch ends, even if the next one starts at once.
         let mut committing = self.committing.subscribe();
-        let _ = tokio::time::timeout(self.settings.request_timeout, committing.wait_for(|c| !*c)).await;
+        let started = committing.borrow().1;
+        let ended = committing.wait_for(|(busy, done)| !*busy || *done != started);
+        let _ = tokio::time::timeout(self.settings.request_timeout, ended).await;
         let mut revisions: Vec<Revision> = Vec::new();
         for e in events {
             let Some(kv) = e.kv() else { continue };
@@ -1225,18 +1229,18 @@ impl EtcdConfigStore {
 }
 
 /// Marks a batch being written; unmarks it when dropped.
-struct Committing<'a>(&'a watch::Sender<bool>);
+struct Committing<'a>(&'a watch::Sender<(bool, u64)>);
 
 impl<'a> Committing<'a> {
-    fn start(tx: &'a watch::Sender<bool>) -> Committing<'a> {
-        tx.send_replace(true);
+    fn start(tx: &'a watch::Sender<(bool, u64)>) -> Committing<'a> {
+        tx.send_modify(|c| c.0 = true);
         Committing(tx)
     }
 }
 
 impl Drop for Committing<'_> {
     fn drop(&mut self) {
-        self.0.send_replace(false);
+        self.0.send_modify(|c| *c = (false, c.1 + 1));
     }
 }
 

@@ -2,6 +2,8 @@
 //! serves traffic, on one node with the file store and on three nodes
 //! sharing one etcd; then 200 writes/s for 30 s while `wrk` loads the data
 //! plane (failed requests, and req/s against the same load without writes).
+//! The writes are an open loop: one is due every 5 ms whatever the previous
+//! ones are doing, taken by a pool of writers each updating its own route.
 //!
 //! Usage: `bench_propagation GATEWAY_BINARY [writes] [sustain_seconds]`,
 //! run by `make bench-propagation` (release build). It starts everything
@@ -49,7 +51,26 @@ fn wait_port(port: u16, what: &str) -> Result<(), BoxError> {
     Err(format!("{what} did not start").into())
 }
 
-fn start_node(binary: &Path, dir: &Path, name: &str, store: &str, threads: u32) -> Result<Node, BoxError> {
+/// `command` run under `taskset -c cpus` when `cpus` is given.
+fn pinned(program: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn start_node(
+    binary: &Path,
+    dir: &Path,
+    name: &str,
+    store: &str,
+    threads: u32,
+    cpus: Option<&str>,
+) -> Result<Node, BoxError> {
     let (port, admin) = (free_port()?, free_port()?);
     let d = dir.join(name);
     std::fs::create_dir_all(&d)?;
@@ -60,7 +81,7 @@ fn start_node(binary: &Path, dir: &Path, name: &str, store: &str, threads: u32) 
     std::fs::write(&store_path, bootstrap.replace("$DIR", &d.display().to_string()))?;
     std::fs::write(d.join("config.yaml"), "")?;
     let log = std::fs::File::create(d.join("gateway.log"))?;
-    let child = Command::new(binary)
+    let child = pinned(binary, cpus)
         .args(["run", "--bootstrap"])
         .arg(&store_path)
         .arg("--pid-file")
@@ -199,8 +220,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// wrk's requests/s and failed requests (non-2xx/3xx plus socket errors).
-fn wrk(port: u16, seconds: u64) -> Result<(f64, u64), BoxError> {
-    let out = Command::new("wrk")
+fn wrk(port: u16, seconds: u64, cpus: Option<&str>) -> Result<(f64, u64), BoxError> {
+    let out = pinned(Path::new("wrk"), cpus)
         .args(["-t", "1", "-c", "16", "-d", &format!("{seconds}s"), &format!("http://127.0.0.1:{port}/bench")])
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -221,60 +242,141 @@ fn wrk(port: u16, seconds: u64) -> Result<(f64, u64), BoxError> {
     Ok((rps, failed))
 }
 
+/// How many writers share the 200 writes/s, each updating its own route
+/// (updates carry the route's `expected_revision`, so writers on the same
+/// route would conflict with each other; on their own routes they never do).
+const WRITERS: usize = 8;
+/// One write is due every 5 ms: 200 writes/s.
+const WRITE_INTERVAL: Duration = Duration::from_millis(5);
+
+/// What the open-loop writers saw.
+#[derive(Default)]
+struct WriteStats {
+    /// From the time each write was due (not when a writer got to it, so a
+    /// backlog counts) until it returned.
+    latencies: Vec<Duration>,
+    failed: u64,
+    conflicts: u64,
+}
+
+/// Open loop: one write due every [`WRITE_INTERVAL`] for `seconds`, whether
+/// or not the previous ones returned; [`WRITERS`] writers take the due
+/// writes in order. Returns the stats and the time until the last write
+/// returned.
+async fn open_loop_writes(
+    res: ResourceServiceClient<Channel>,
+    seconds: u64,
+) -> Result<(WriteStats, Duration), BoxError> {
+    let mut revisions = Vec::new();
+    for w in 0..WRITERS {
+        let churn: v1::Route = from_json(
+            serde_json::json!({ "id": format!("churn{w}"), "uris": [format!("/churn{w}-0")], "upstream_id": "u" }),
+        )?;
+        let entry = res.clone().create_route(v1::CreateRouteRequest { route: Some(churn) }).await?.into_inner();
+        revisions.push(entry.meta.map(|m| m.revision).unwrap_or(0));
+    }
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let due_rx = std::sync::Arc::new(tokio::sync::Mutex::new(due_rx));
+    let stats = std::sync::Arc::new(std::sync::Mutex::new(WriteStats::default()));
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for (w, mut revision) in revisions.into_iter().enumerate() {
+        let (mut res, due_rx, stats) = (res.clone(), due_rx.clone(), stats.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                let next = due_rx.lock().await.recv().await;
+                let Some((n, due)) = next else { return };
+                let r: v1::Route = match from_json(
+                    serde_json::json!({ "id": format!("churn{w}"), "uris": [format!("/churn{w}-{n}")], "upstream_id": "u" }),
+                ) {
+                    Ok(r) => r,
+                    Err(_) => return,
+                };
+                let result = res.update_route(v1::UpdateRouteRequest { route: Some(r), expected_revision: revision }).await;
+                let took = due.elapsed();
+                let conflict = match result {
+                    Ok(e) => {
+                        revision = e.into_inner().meta.map(|m| m.revision).unwrap_or(revision);
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
+                let reported = {
+                    let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
+                    s.latencies.push(took);
+                    match &conflict {
+                        Some(e) if e.code() == tonic::Code::Aborted => s.conflicts += 1,
+                        Some(_) => s.failed += 1,
+                        None => {}
+                    }
+                    s.failed + s.conflicts
+                };
+                if let Some(e) = conflict {
+                    if reported <= 5 {
+                        eprintln!("write: {e}");
+                    }
+                    // Read the route again, as a client would after a conflict.
+                    if let Ok(g) = res.get_route(v1::GetRouteRequest { id: format!("churn{w}") }).await {
+                        revision = g.into_inner().meta.map(|m| m.revision).unwrap_or(revision);
+                    }
+                }
+            }
+        }));
+    }
+    let total = (Duration::from_secs(seconds).as_nanos() / WRITE_INTERVAL.as_nanos()) as u64;
+    for n in 0..total {
+        let due = started + WRITE_INTERVAL * n as u32;
+        tokio::time::sleep_until(due.into()).await;
+        if due_tx.send((n, due)).is_err() {
+            break;
+        }
+    }
+    drop(due_tx);
+    for w in writers {
+        w.await?;
+    }
+    let elapsed = started.elapsed();
+    let stats = std::mem::take(&mut *stats.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((stats, elapsed))
+}
+
 /// 200 writes/s through the first node for `seconds` while wrk loads it,
 /// against wrk alone.
-async fn sustained(nodes: &[Node], seconds: u64, label: &str) -> Result<(), BoxError> {
+async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&'static str>) -> Result<(), BoxError> {
     let mut res = api(&nodes[0]).await?;
     let bench: v1::Route = from_json(serde_json::json!({ "id": "bench", "uris": ["/bench"], "upstream_id": "u" }))?;
     res.create_route(v1::CreateRouteRequest { route: Some(bench) }).await?;
-    let churn: v1::Route = from_json(serde_json::json!({ "id": "churn", "uris": ["/churn-0"], "upstream_id": "u" }))?;
-    let mut revision = res
-        .create_route(v1::CreateRouteRequest { route: Some(churn) })
-        .await?
-        .into_inner()
-        .meta
-        .map(|m| m.revision)
-        .unwrap_or(0);
     let port = nodes[0].port;
     let baseline_secs = (seconds / 2).max(5);
-    let (base_rps, base_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs)).await??;
-    let load = tokio::task::spawn_blocking(move || wrk(port, seconds));
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let (mut writes, mut write_errors) = (0u64, 0u64);
-    while started.elapsed() < Duration::from_secs(seconds) {
-        tick.tick().await;
-        let r: v1::Route =
-            from_json(serde_json::json!({ "id": "churn", "uris": [format!("/churn-{writes}")], "upstream_id": "u" }))?;
-        match res.update_route(v1::UpdateRouteRequest { route: Some(r), expected_revision: revision }).await {
-            Ok(e) => revision = e.into_inner().meta.map(|m| m.revision).unwrap_or(revision),
-            Err(e) => {
-                write_errors += 1;
-                if write_errors < 5 {
-                    eprintln!("write: {e}");
-                }
-            }
-        }
-        writes += 1;
-    }
-    let rate = writes as f64 / started.elapsed().as_secs_f64();
+    let (base_rps, base_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
+    let load = tokio::task::spawn_blocking(move || wrk(port, seconds, wrk_cpus));
+    let (mut stats, elapsed) = open_loop_writes(res, seconds).await?;
     let (rps, failed) = load.await??;
+    let writes = stats.latencies.len();
+    let rate = writes as f64 / elapsed.as_secs_f64();
+    stats.latencies.sort();
     println!(
-        "sustained {label}: {writes} writes in {seconds} s ({rate:.0}/s, {write_errors} failed) under wrk -c16: failed requests {failed}; {rps:.0} req/s vs {base_rps:.0} req/s without writes ({:+.1}%; baseline failed {base_failed})",
+        "sustained {label}: {writes} writes due at 200/s over {seconds} s by {WRITERS} writers: {rate:.0}/s reached, \
+         write latency (from when due) p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} failed, {} conflicts; \
+         under wrk -c16: failed requests {failed}; {rps:.0} req/s vs {base_rps:.0} req/s without writes ({:+.1}%; baseline failed {base_failed})",
+        ms(percentile(&stats.latencies, 0.5)),
+        ms(percentile(&stats.latencies, 0.99)),
+        ms(stats.latencies.last().copied().unwrap_or_default()),
+        stats.failed,
+        stats.conflicts,
         (rps / base_rps - 1.0) * 100.0
     );
     Ok(())
 }
 
-fn etcd(dir: &Path) -> Result<(Proc, u16), BoxError> {
+fn etcd(dir: &Path, cpus: Option<&str>) -> Result<(Proc, u16), BoxError> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/etcd.sh");
     if !Command::new(&script).arg("install").status()?.success() {
         return Err("scripts/etcd.sh install failed".into());
     }
     let (client, peer) = (free_port()?, free_port()?);
     let log = std::fs::File::create(dir.join("etcd.log"))?;
-    let child = Command::new(&script)
+    let child = pinned(&script, cpus)
         .args(["run", &dir.join("etcd").display().to_string(), &client.to_string(), &peer.to_string()])
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
@@ -298,21 +400,39 @@ async fn main() -> Result<(), BoxError> {
 
     {
         let file = "  file: { path: $DIR/config.yaml }\n";
-        let nodes = vec![start_node(&binary, &tmp, "file", file, 2)?];
+        let nodes = vec![start_node(&binary, &tmp, "file", file, 2, None)?];
         propagation(&nodes, upstream_port, writes, "file store, 1 node").await?;
-        sustained(&nodes, seconds, "file store, 1 node").await?;
+        sustained(&nodes, seconds, "file store, 1 node", None).await?;
     }
     {
-        let (_etcd, port) = etcd(&tmp)?;
+        // Three nodes and etcd stand for separate machines: on a machine
+        // with 2 to 3 CPUs, the node written through and wrk get CPU 0, and
+        // etcd, the other two nodes and this driver (the writing client)
+        // CPU 1, so that the other nodes compiling every change do not take
+        // the CPU of the node measured (BENCH_PIN=0: no pinning). The
+        // baseline is measured under the same pinning.
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let pin = std::env::var("BENCH_PIN").map(|v| v != "0").unwrap_or(true)
+            && (2..=3).contains(&cpus)
+            && Command::new("taskset").arg("-V").output().is_ok_and(|o| o.status.success());
+        let (measured, others) = if pin { (Some("0"), Some("1")) } else { (None, None) };
+        if pin {
+            let me = std::process::id().to_string();
+            Command::new("taskset").args(["-a", "-cp", "1", &me]).output()?;
+            println!(
+                "etcd phase: node written through and wrk on CPU 0; etcd, the other nodes and the writers on CPU 1"
+            );
+        }
+        let (_etcd, port) = etcd(&tmp, others)?;
         let store =
             format!("  etcd: {{ endpoints: [\"http://127.0.0.1:{port}\"], prefix: /bench, cache_dir: $DIR/cache }}\n");
         let nodes = vec![
-            start_node(&binary, &tmp, "etcd-a", &store, 2)?,
-            start_node(&binary, &tmp, "etcd-b", &store, 1)?,
-            start_node(&binary, &tmp, "etcd-c", &store, 1)?,
+            start_node(&binary, &tmp, "etcd-a", &store, 2, measured)?,
+            start_node(&binary, &tmp, "etcd-b", &store, 1, others)?,
+            start_node(&binary, &tmp, "etcd-c", &store, 1, others)?,
         ];
         propagation(&nodes, upstream_port, writes, "etcd, 3 nodes").await?;
-        sustained(&nodes, seconds, "etcd, 3 nodes (wrk on the node written through)").await?;
+        sustained(&nodes, seconds, "etcd, 3 nodes (wrk on the node written through)", measured).await?;
     }
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())

@@ -11,14 +11,23 @@
 //!   mod revision this node last saw (absent for a creation), and no config
 //!   key may have changed since the revision this node has seen (so the
 //!   whole config is a compare-and-swap, as with the file store). A failed
-//!   compare is ABORTED. The write returns once this node's watch has
-//!   applied it, so the next read through the same node sees it.
+//!   compare is ABORTED. Writes queued together are one transaction each,
+//!   chained on the revision the previous one produced, and this node
+//!   applies the batch itself (one compile); a write returns once this
+//!   node serves it, so the next read through the same node sees it.
 //! - Every node lists the prefix, then watches it from the revision after
 //!   the listing; on compaction it lists again and applies the difference.
-//!   A change is applied only if the whole config it gives validates and
-//!   compiles (the one validation path); otherwise it is ignored: logged,
+//!   Revisions that arrive together (or, while changes stream in, within
+//!   20 ms of the previous apply) are applied together: one validation and
+//!   one compile of the config they give, the events of each revision. A
+//!   change is applied only if that config validates and compiles (the one
+//!   validation path); if it does not, the revisions are taken one at a
+//!   time and those that make the config invalid are ignored: logged,
 //!   counted in `pingora_config_etcd_rejected_total`, and recorded as the
-//!   node's last error. A document that does not parse is ignored alone.
+//!   node's last error. (So an invalid revision followed in the same group
+//!   by one that makes the whole valid again is applied with it: the node
+//!   then serves what etcd holds.) A document that does not parse is
+//!   ignored alone.
 //! - While etcd is unreachable the node keeps serving what it applied,
 //!   reports `connected = false` and the error, and reconnects with backoff
 //!   (resuming the watch from the revision it had seen). The applied config
@@ -49,7 +58,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::Live;
 use crate::admin::json;
-use crate::admin::store::{self, CommitError, ConfigStore, EventLog, Key, Meta, Stored};
+use crate::admin::store::{self, Change, CommitError, ConfigStore, EventLog, Key, Meta, Proposed, Stored};
 use crate::snapshot::{Snapshot, Timeouts};
 
 /// The etcd store's settings, from the bootstrap's `store.etcd`.
@@ -251,8 +260,18 @@ fn build_config<'a>(docs: impl Iterator<Item = &'a v1::Resource>) -> v1::Config 
     c
 }
 
-fn canonical(config: &v1::Config) -> v1::Config {
-    build_config(store::resources(config).values())
+fn canonical(mut c: v1::Config) -> v1::Config {
+    // Sorted in place (a write's config goes through here): what
+    // `build_config` of its resources gives, for a config without
+    // duplicate ids (which validation refuses anyway).
+    c.routes.sort_by(|a, b| a.id.cmp(&b.id));
+    c.services.sort_by(|a, b| a.id.cmp(&b.id));
+    c.upstreams.sort_by(|a, b| a.id.cmp(&b.id));
+    c.consumers.sort_by(|a, b| a.username.cmp(&b.username));
+    c.ssls.sort_by(|a, b| a.id.cmp(&b.id));
+    c.global_rules.sort_by(|a, b| a.id.cmp(&b.id));
+    c.plugin_configs.sort_by(|a, b| a.id.cmp(&b.id));
+    c
 }
 
 /// A document applied, with its key's revisions.
@@ -347,8 +366,10 @@ pub struct EtcdConfigStore {
     connected: AtomicBool,
     /// The etcd revision processed, for writers waiting on their change.
     seen_tx: watch::Sender<i64>,
-    /// The snapshot a write built, used when the watch brings its config.
-    pending: Mutex<Option<(v1::Config, Snapshot)>>,
+    /// True while this node writes a batch: the watch holds off applying
+    /// until the writer has installed it (see [`EtcdConfigStore::commit_batch`]).
+    /// (a batch is being written, batches finished so far).
+    committing: watch::Sender<(bool, u64)>,
     /// The registry as last seen.
     nodes: Mutex<BTreeMap<String, NodeRecord>>,
     status_changed: Notify,
@@ -358,6 +379,17 @@ pub struct EtcdConfigStore {
 
 /// Held earlier revisions, for listings read across pages.
 const HISTORY: usize = 32;
+
+/// The changes of one etcd revision: key, document (none: deleted), and
+/// whether it parsed.
+type Revision = (i64, Vec<(Key, Option<Doc>, Result<(), String>)>);
+
+/// The least time between two applies of watch events while they stream
+/// in (see [`EtcdConfigStore::follow`]).
+const APPLY_GAP: Duration = Duration::from_millis(20);
+
+/// The most watch events applied together.
+const MAX_COALESCED: usize = 4096;
 
 fn now_secs() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -458,7 +490,7 @@ impl EtcdConfigStore {
             store_error: Mutex::new((!connected).then(|| error.clone())),
             connected: AtomicBool::new(connected),
             seen_tx: watch::channel(seen).0,
-            pending: Mutex::new(None),
+            committing: watch::channel((false, 0)).0,
             nodes: Mutex::new(nodes),
             status_changed: Notify::new(),
             cache_tx,
@@ -559,8 +591,14 @@ impl EtcdConfigStore {
                 Ok(s) => s,
                 Err(e) => return Some(e),
             };
+        let mut next = None;
+        let mut last_apply: Option<tokio::time::Instant> = None;
         loop {
-            let msg = match stream.message().await {
+            let received = match next.take() {
+                Some(r) => r,
+                None => stream.message().await,
+            };
+            let msg = match received {
                 Ok(Some(m)) => m,
                 Ok(None) => return Some("etcd closed the watch".into()),
                 Err(e) => return Some(format!("etcd watch: {e}")),
@@ -581,39 +619,72 @@ impl EtcdConfigStore {
                 *need_list = true;
                 return Some(format!("etcd canceled the watch: {}", msg.cancel_reason()));
             }
-            self.on_events(msg.events()).await;
+            // The responses already here, and under a stream of changes
+            // those arriving until APPLY_GAP after the previous apply, are
+            // applied together (at most MAX_COALESCED events): one compile
+            // for all their revisions. A change after a quiet spell is
+            // applied at once.
+            let mut events = msg.events().to_vec();
+            let gather_until = match last_apply {
+                Some(t) if !events.is_empty() => t + APPLY_GAP,
+                _ => tokio::time::Instant::now(),
+            };
+            while events.len() < MAX_COALESCED {
+                let wait = gather_until.saturating_duration_since(tokio::time::Instant::now());
+                match tokio::time::timeout(wait, stream.message()).await {
+                    Ok(Ok(Some(m))) if !m.created() && m.compact_revision() == 0 && !m.canceled() => {
+                        events.extend_from_slice(m.events());
+                    }
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !events.is_empty() {
+                last_apply = Some(tokio::time::Instant::now());
+            }
+            self.on_events(&events).await;
         }
     }
 
-    /// Applies the events of one watch response, revision by revision.
+    /// Applies the events of the watch responses at hand: revisions that
+    /// arrive together are applied together (see [`EtcdConfigStore::apply_revisions`]).
     async fn on_events(&self, events: &[etcd_client::Event]) {
-        let mut batch: Vec<(Key, Option<Doc>, Result<(), String>)> = Vec::new();
-        let mut batch_rev = 0;
+        // A batch this node is writing is installed by the writer; wait for
+        // it rather than compile its revisions one by one.
+        // Until that batch ends, even if the next one starts at once.
+        let mut committing = self.committing.subscribe();
+        let started = committing.borrow().1;
+        let ended = committing.wait_for(|(busy, done)| !*busy || *done != started);
+        let _ = tokio::time::timeout(self.settings.request_timeout, ended).await;
+        let mut revisions: Vec<Revision> = Vec::new();
         for e in events {
             let Some(kv) = e.kv() else { continue };
             let rev = kv.mod_revision();
-            if rev != batch_rev && !batch.is_empty() {
-                self.apply_batch(batch_rev, std::mem::take(&mut batch)).await;
-            }
-            batch_rev = rev;
-            match parse_key(&self.settings.prefix, kv.key()) {
+            let change = match parse_key(&self.settings.prefix, kv.key()) {
                 Path::Resource(key) => match e.event_type() {
-                    EventType::Delete => batch.push((key, None, Ok(()))),
+                    EventType::Delete => (key, None, Ok(())),
                     EventType::Put => match decode(&key, kv.value()) {
                         Ok(resource) => {
-                            let doc = Doc { resource, mod_rev: rev, create_rev: kv.create_revision() };
-                            batch.push((key, Some(doc), Ok(())));
+                            (key, Some(Doc { resource, mod_rev: rev, create_rev: kv.create_revision() }), Ok(()))
                         }
-                        Err(err) => batch.push((key, None, Err(err))),
+                        Err(err) => (key, None, Err(err)),
                     },
                 },
-                Path::Node(id) => self.on_node(&id, e.event_type(), kv),
-                Path::Other => {}
+                Path::Node(id) => {
+                    self.on_node(&id, e.event_type(), kv);
+                    continue;
+                }
+                Path::Other => continue,
+            };
+            match revisions.last_mut() {
+                Some((r, batch)) if *r == rev => batch.push(change),
+                _ => revisions.push((rev, vec![change])),
             }
         }
-        if !batch.is_empty() {
-            self.apply_batch(batch_rev, batch).await;
-        }
+        self.apply_revisions(revisions).await;
         if let Some(last) = events.iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).max()
             && let Ok(mut s) = self.state.lock()
             && last > s.seen
@@ -621,6 +692,87 @@ impl EtcdConfigStore {
             s.seen = last;
         }
         self.seen_tx.send_modify(|s| *s = (*s).max(self.seen()));
+    }
+
+    /// Applies several revisions at once: each one's changes on top of the
+    /// previous, then the resulting config is validated and compiled once
+    /// and installed with the events of every revision. Under a stream of
+    /// writes through other nodes, this node compiles once per watch
+    /// response at hand rather than once per revision. Should the whole not
+    /// be valid, the revisions are applied one at a time, each ignored if it
+    /// makes the config invalid (see [`EtcdConfigStore::apply_batch`]).
+    async fn apply_revisions(&self, mut revisions: Vec<Revision>) {
+        if revisions.len() <= 1 {
+            if let Some((rev, batch)) = revisions.pop() {
+                self.apply_batch(rev, batch).await;
+            }
+            return;
+        }
+        let (mut docs, current) = match self.state.lock() {
+            Ok(mut s) => {
+                revisions.retain(|(rev, _)| *rev > s.seen);
+                for (rev, batch) in &revisions {
+                    for (key, doc, r) in batch {
+                        match (doc, r) {
+                            (None, Ok(())) => s.raw.remove(key),
+                            _ => s.raw.insert(key.clone(), *rev),
+                        };
+                    }
+                }
+                (s.docs.clone(), s.stored.clone())
+            }
+            Err(_) => return,
+        };
+        let Some(last) = revisions.last().map(|r| r.0) else { return };
+        let mut errors = Vec::new();
+        let mut changes: Vec<(i64, Vec<Change>)> = Vec::new();
+        for (rev, batch) in &revisions {
+            let mut changed = Vec::new();
+            for (key, doc, r) in batch {
+                match (doc, r) {
+                    (_, Err(e)) => errors.push(format!("{} (revision {rev}): {e}", etcd_key("", key))),
+                    (Some(d), Ok(())) => {
+                        let old = docs.insert(key.clone(), d.clone()).map(|o| o.resource);
+                        if old.as_ref() != Some(&d.resource) {
+                            changed.push((key.clone(), old, Some(d.resource.clone())));
+                        }
+                    }
+                    (None, Ok(())) => {
+                        if let Some(old) = docs.remove(key) {
+                            changed.push((key.clone(), Some(old.resource), None));
+                        }
+                    }
+                }
+            }
+            changed.sort_by(|x, y| x.0.cmp(&y.0));
+            changes.push((*rev, changed));
+        }
+        let config = build_config(docs.values().map(|d| &d.resource));
+        if config == *current.config {
+            self.reject(&errors);
+            self.advance(last);
+            return;
+        }
+        let (defaults, previous, c) = (self.defaults, self.live.load(), config.clone());
+        let checked = tokio::task::spawn_blocking(move || check(c, defaults, Some(&previous)))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match checked {
+            Ok(snapshot) => {
+                self.reject(&errors);
+                if let Ok(mut s) = self.state.lock() {
+                    if s.stored.revision != current.revision {
+                        return;
+                    }
+                    self.install_locked(&mut s, docs, Arc::new(config), changes, snapshot);
+                }
+            }
+            Err(_) => {
+                for (rev, batch) in revisions {
+                    self.apply_batch(rev, batch).await;
+                }
+            }
+        }
     }
 
     fn on_node(&self, id: &str, ty: EventType, kv: &etcd_client::KeyValue) {
@@ -697,16 +849,10 @@ impl EtcdConfigStore {
             self.advance(revision);
             return;
         }
-        let snapshot = self.take_pending(&config);
-        let snapshot = match snapshot {
-            Some(s) => Ok(s),
-            None => {
-                let (defaults, previous, c) = (self.defaults, self.live.load(), config.clone());
-                tokio::task::spawn_blocking(move || check(c, defaults, Some(&previous)))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()))
-            }
-        };
+        let (defaults, previous, c) = (self.defaults, self.live.load(), config.clone());
+        let snapshot = tokio::task::spawn_blocking(move || check(c, defaults, Some(&previous)))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
         match snapshot {
             Ok(snapshot) => {
                 self.reject(&errors);
@@ -716,17 +862,6 @@ impl EtcdConfigStore {
                 errors.push(format!("the change at revision {revision} makes the config invalid:\n{e}"));
                 self.reject(&errors);
                 self.advance(revision);
-            }
-        }
-    }
-
-    fn take_pending(&self, config: &v1::Config) -> Option<Snapshot> {
-        let mut p = self.pending.lock().ok()?;
-        match p.take() {
-            Some((c, s)) if c == *config => Some(s),
-            other => {
-                *p = other;
-                None
             }
         }
     }
@@ -754,6 +889,21 @@ impl EtcdConfigStore {
     fn install(&self, docs: BTreeMap<Key, Doc>, config: v1::Config, revision: i64, snapshot: Snapshot) {
         let Ok(mut s) = self.state.lock() else { return };
         let changes = store::changes(&s.stored.config, &config);
+        self.install_locked(&mut s, docs, Arc::new(config), vec![(revision, changes)], snapshot);
+    }
+
+    /// Makes `config` the applied config at the last of `revisions`, each
+    /// with its own changes (events), and `snapshot` (built from `config`)
+    /// live.
+    fn install_locked(
+        &self,
+        s: &mut State,
+        docs: BTreeMap<Key, Doc>,
+        config: Arc<v1::Config>,
+        revisions: Vec<(i64, Vec<Change>)>,
+        snapshot: Snapshot,
+    ) {
+        let Some(revision) = revisions.last().map(|r| r.0) else { return };
         let metas = docs
             .iter()
             .map(|(k, d)| {
@@ -761,7 +911,6 @@ impl EtcdConfigStore {
                 (k.clone(), old.cloned().unwrap_or_else(|| meta(d, None)))
             })
             .collect();
-        let config = Arc::new(config);
         let stored = Arc::new(Stored {
             hash: json::config_hash(&config),
             config,
@@ -775,14 +924,15 @@ impl EtcdConfigStore {
         if revision > s.seen {
             s.seen = revision;
         }
-        drop(s);
         if let Ok(mut h) = self.history.lock() {
             h.push_back(stored.clone());
             while h.len() > HISTORY {
                 h.pop_front();
             }
         }
-        self.events.record(revision, &changes);
+        for (r, changes) in &revisions {
+            self.events.record(*r, changes);
+        }
         crate::admin::metrics::revision().set(revision);
         self.cache_tx.send_replace(Some(stored));
         self.status_changed.notify_one();
@@ -910,41 +1060,86 @@ impl EtcdConfigStore {
         }
     }
 
-    async fn commit_inner(
+    /// Writes a batch, one transaction per write (so one etcd revision
+    /// each), each conditioned on the keys it touches being at the mod
+    /// revision this node knows and on no config key having changed since
+    /// the revision before it: the previous write's for all but the first,
+    /// so the batch needs no wait for the watch between its writes. Then
+    /// this node installs the batch itself, the snapshot the writer built
+    /// for the last write going live and the events of each revision
+    /// recorded, while its watch holds off (the watch then skips those
+    /// revisions); should anything else have happened meanwhile, it waits
+    /// for the watch to apply them instead.
+    async fn commit_batch(
         &self,
         base: i64,
-        config: v1::Config,
+        batch: Vec<Proposed>,
         snapshot: Snapshot,
-    ) -> Result<Arc<Stored>, CommitError> {
+    ) -> Vec<Result<Arc<Stored>, CommitError>> {
+        let n = batch.len();
         if !self.connected.load(Ordering::SeqCst) {
             let why = self.store_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
-            return Err(CommitError::Io(format!("etcd is unreachable ({why}): nothing was written")));
+            return vec![Err(CommitError::Io(format!("etcd is unreachable ({why}): nothing was written"))); n];
         }
-        let config = canonical(&config);
-        let prefix = &self.settings.prefix;
-        let (current, txn, ops) = {
-            let s = self.state.lock().map_err(|_| CommitError::Io("the store lock is poisoned".into()))?;
+        let committing = Committing::start(&self.committing);
+        let (mut docs, mut raw, mut seen, mut metas, start) = {
+            let Ok(s) = self.state.lock() else {
+                return vec![Err(CommitError::Io("the store lock is poisoned".into())); n];
+            };
             if s.stored.revision != base {
-                return Err(CommitError::Stale { current: s.stored.revision });
+                return vec![Err(CommitError::Stale { current: s.stored.revision }); n];
             }
-            let changes = store::changes(&s.stored.config, &config);
+            (s.docs.clone(), s.raw.clone(), s.seen, s.stored.metas.clone(), s.stored.clone())
+        };
+        let seen_at_start = seen;
+        let client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => return vec![Err(CommitError::Io(e)); n],
+        };
+        let prefix = self.settings.prefix.clone();
+        let rt = self.settings.request_timeout;
+        let mut results = Vec::with_capacity(n);
+        let mut revisions: Vec<(i64, Vec<Change>)> = Vec::new();
+        let mut last = start;
+        let mut failed: Option<CommitError> = None;
+        // Whether the documents as etcd returns them are the ones written
+        // (what the watch would build), so that this node can install them.
+        let mut exact = true;
+        for p in batch {
+            if let Some(e) = &failed {
+                results.push(Err(e.clone()));
+                continue;
+            }
+            if p.changes.is_empty() {
+                // Only the order changed, which etcd does not keep.
+                results.push(Ok(last.clone()));
+                continue;
+            }
             let mut compares = Vec::new();
             let mut ops = Vec::new();
-            for (key, _, new) in &changes {
-                let k = etcd_key(prefix, key);
-                compares.push(match s.raw.get(key) {
+            let mut values = Vec::new();
+            for (key, _, new) in &p.changes {
+                let k = etcd_key(&prefix, key);
+                compares.push(match raw.get(key) {
                     Some(rev) => Compare::mod_revision(k.clone(), CompareOp::Equal, *rev),
                     None => Compare::version(k.clone(), CompareOp::Equal, 0),
                 });
-                ops.push(match new {
-                    Some(r) => TxnOp::put(k, encode(r), None),
-                    None => TxnOp::delete(k, None),
-                });
+                match new {
+                    Some(r) => {
+                        let bytes = encode(r);
+                        ops.push(TxnOp::put(k, bytes.clone(), None));
+                        values.push(Some(bytes));
+                    }
+                    None => {
+                        ops.push(TxnOp::delete(k, None));
+                        values.push(None);
+                    }
+                }
             }
             // Nothing of the config changed since what this node has seen
-            // (the node keys, between `global_rules` and `plugin_configs`,
-            // are left out).
-            let newer = s.seen + 1;
+            // or written (the node keys, between `global_rules` and
+            // `plugin_configs`, are left out).
+            let newer = seen + 1;
             compares.push(
                 Compare::mod_revision(format!("{prefix}/"), CompareOp::Less, newer)
                     .with_range(format!("{prefix}/nodes/")),
@@ -953,68 +1148,99 @@ impl EtcdConfigStore {
                 Compare::mod_revision(format!("{prefix}/nodes0"), CompareOp::Less, newer)
                     .with_range(format!("{prefix}0")),
             );
-            (s.stored.clone(), Txn::new().when(compares).and_then(ops.clone()), ops.len())
-        };
-        if ops == 0 {
-            return Ok(current);
-        }
-        if let Ok(mut p) = self.pending.lock() {
-            *p = Some((config.clone(), snapshot));
-        }
-        let mut client = self.client().await.map_err(CommitError::Io)?;
-        let rt = self.settings.request_timeout;
-        let resp = self
-            .runtime
-            .spawn(async move { with_timeout(rt, "etcd transaction", client.txn(txn)).await })
-            .await
-            .map_err(|e| CommitError::Io(e.to_string()))
-            .and_then(|r| r.map_err(CommitError::Io));
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => {
-                if let Ok(mut p) = self.pending.lock() {
-                    *p = None;
+            let txn = Txn::new().when(compares).and_then(ops);
+            let mut c = client.clone();
+            let resp = self
+                .runtime
+                .spawn(async move { with_timeout(rt, "etcd transaction", c.txn(txn)).await })
+                .await
+                .map_err(|e| CommitError::Io(e.to_string()))
+                .and_then(|r| r.map_err(CommitError::Io));
+            let resp = match resp {
+                Ok(r) if r.succeeded() => r,
+                Ok(_) => {
+                    let e = CommitError::Stale { current: self.current_revision().max(self.seen()) };
+                    failed = Some(e.clone());
+                    results.push(Err(e));
+                    continue;
                 }
-                return Err(e);
+                Err(e) => {
+                    failed = Some(e.clone());
+                    results.push(Err(e));
+                    continue;
+                }
+            };
+            let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            for ((key, _, new), bytes) in p.changes.iter().zip(values) {
+                match bytes {
+                    Some(bytes) => {
+                        raw.insert(key.clone(), revision);
+                        match decode(key, &bytes) {
+                            Ok(resource) => {
+                                exact &= new.as_ref() == Some(&resource);
+                                let create_rev = docs.get(key).map(|d| d.create_rev).unwrap_or(revision);
+                                let doc = Doc { resource, mod_rev: revision, create_rev };
+                                metas.insert(key.clone(), meta(&doc, None));
+                                docs.insert(key.clone(), doc);
+                            }
+                            Err(_) => exact = false,
+                        }
+                    }
+                    None => {
+                        raw.remove(key);
+                        docs.remove(key);
+                        metas.remove(key);
+                    }
+                }
             }
-        };
-        if !resp.succeeded() {
-            if let Ok(mut p) = self.pending.lock() {
-                *p = None;
+            seen = revision;
+            let stored = Arc::new(Stored {
+                config: p.stored.config.clone(),
+                revision,
+                metas: metas.clone(),
+                hash: p.stored.hash.clone(),
+                applied_time: SystemTime::now(),
+            });
+            revisions.push((revision, p.changes));
+            last = stored.clone();
+            results.push(Ok(stored));
+        }
+        let Some(written) = revisions.last().map(|r| r.0) else { return results };
+        let installed = failed.is_none()
+            && exact
+            && match self.state.lock() {
+                Ok(mut s) if s.seen == seen_at_start && s.stored.revision == base => {
+                    s.raw = raw;
+                    self.install_locked(&mut s, docs, last.config.clone(), revisions, snapshot);
+                    true
+                }
+                _ => false,
+            };
+        drop(committing);
+        if !installed {
+            // Stored, not applied: the watch applies it (and compiles it).
+            let mut seen = self.seen_tx.subscribe();
+            if tokio::time::timeout(rt, seen.wait_for(|s| *s >= written)).await.is_err() {
+                log::warn!("etcd: revision {written} written but not yet seen by the watch");
             }
-            return Err(CommitError::Stale { current: self.current_revision().max(self.seen()) });
         }
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        // Returns once the watch has applied it, so that the next read of
-        // this node sees the write.
-        let mut seen = self.seen_tx.subscribe();
-        let waited = tokio::time::timeout(rt, seen.wait_for(|s| *s >= revision)).await;
-        let stored = self.current();
-        if waited.is_ok() && stored.revision >= revision {
-            return Ok(stored);
-        }
-        // Stored, not applied yet: answer with what was written.
-        log::warn!("etcd: revision {revision} written but not yet seen by the watch");
-        let docs: BTreeMap<Key, Doc> = store::resources(&config)
-            .into_iter()
-            .map(|(k, r)| {
-                let old = current.metas.get(&k);
-                let (m, c) = match old {
-                    Some(m) if m.hash == json::sha256(&r.encode_to_vec()) => (m.revision, m.create_revision),
-                    Some(m) => (revision, m.create_revision),
-                    None => (revision, revision),
-                };
-                (k, Doc { resource: r, mod_rev: m, create_rev: c })
-            })
-            .collect();
-        let config = Arc::new(config);
-        Ok(Arc::new(Stored {
-            hash: json::config_hash(&config),
-            config,
-            revision,
-            metas: docs.iter().map(|(k, d)| (k.clone(), meta(d, None))).collect(),
-            applied_time: SystemTime::now(),
-        }))
+        results
+    }
+}
+
+/// Marks a batch being written; unmarks it when dropped.
+struct Committing<'a>(&'a watch::Sender<(bool, u64)>);
+
+impl<'a> Committing<'a> {
+    fn start(tx: &'a watch::Sender<(bool, u64)>) -> Committing<'a> {
+        tx.send_modify(|c| c.0 = true);
+        Committing(tx)
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|c| *c = (false, c.1 + 1));
     }
 }
 
@@ -1208,8 +1434,17 @@ impl ConfigStore for Arc<EtcdConfigStore> {
         self.history.lock().ok()?.iter().find(|s| s.revision == revision).cloned()
     }
 
-    async fn commit(&self, base: i64, config: v1::Config, snapshot: Snapshot) -> Result<Arc<Stored>, CommitError> {
-        self.commit_inner(base, config, snapshot).await
+    async fn commit(
+        &self,
+        base: i64,
+        batch: Vec<Proposed>,
+        snapshot: Snapshot,
+    ) -> Vec<Result<Arc<Stored>, CommitError>> {
+        self.commit_batch(base, batch, snapshot).await
+    }
+
+    fn normalize(&self, config: v1::Config) -> v1::Config {
+        canonical(config)
     }
 
     fn events(&self) -> &EventLog {
@@ -1275,5 +1510,18 @@ mod tests {
         assert!(decode(&key, b"not json").is_err());
         let r = decode(&key, br#"{"id":"u","nodes":[{"host":"127.0.0.1","port":1}]}"#).unwrap_or_default();
         assert_eq!(decode(&key, &encode(&r)).ok(), Some(r));
+    }
+
+    #[test]
+    fn canonical_is_the_order_every_node_builds_from_the_keys() {
+        let text = "upstreams:\n  - { id: b, nodes: [{ host: 127.0.0.1, port: 1 }] }\n  - { id: a, nodes: [{ host: 127.0.0.1, port: 1 }] }\nroutes:\n  - { id: r2, uris: [/x], upstream_id: a }\n  - { id: r10, uris: [/y], upstream_id: b }\n  - { id: r1, uris: [/z], upstream_id: a }\n";
+        let config = match pingora_config::load_str::<v1::Config>(text, "test") {
+            Ok((c, _)) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let built = build_config(store::resources(&config).values());
+        let ids: Vec<&str> = built.routes.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r1", "r10", "r2"]);
+        assert_eq!(canonical(config), built);
     }
 }

@@ -162,8 +162,10 @@ pub async fn create<R: Kind>(writer: &Writer, r: Option<R>) -> Result<(R, v1::Re
     let r = r.ok_or_else(|| Status::invalid_argument(format!("the {} is required", R::LABEL)))?;
     check_id(r.id())?;
     let id = r.id().to_owned();
+    let key = id.clone();
     let written = writer
-        .write(|stored| {
+        .write(move |stored| {
+            let id = &key;
             let mut config = (*stored.config).clone();
             if R::items(&config).iter().any(|x| x.id() == id) {
                 return Err(Status::already_exists(format!("{} `{id}` already exists", R::LABEL)));
@@ -202,11 +204,13 @@ pub async fn update<R: Kind>(writer: &Writer, r: Option<R>, expected: i64) -> Re
     let r = r.ok_or_else(|| Status::invalid_argument(format!("the {} is required", R::LABEL)))?;
     check_id(r.id())?;
     let id = r.id().to_owned();
+    let key = id.clone();
     let written = writer
-        .write(|stored| {
+        .write(move |stored| {
+            let id = &key;
             let mut config = (*stored.config).clone();
-            let index = R::items(&config).iter().position(|x| x.id() == id).ok_or_else(|| not_found::<R>(&id))?;
-            expect(stored, R::KIND, &id, expected)?;
+            let index = R::items(&config).iter().position(|x| x.id() == id).ok_or_else(|| not_found::<R>(id))?;
+            expect(stored, R::KIND, id, expected)?;
             let restored = restore::<R>(&r, R::items(&config).get(index), index)?;
             R::items_mut(&mut config)[index] = restored;
             Ok(config)
@@ -217,8 +221,10 @@ pub async fn update<R: Kind>(writer: &Writer, r: Option<R>, expected: i64) -> Re
 
 pub async fn delete<R: Kind>(writer: &Writer, id: &str, expected: i64) -> Result<i64, Status> {
     check_id(id)?;
+    let key = id.to_owned();
     let written = writer
-        .write(|stored| {
+        .write(move |stored| {
+            let id = key.as_str();
             let mut config = (*stored.config).clone();
             let index = R::items(&config).iter().position(|x| x.id() == id).ok_or_else(|| not_found::<R>(id))?;
             expect(stored, R::KIND, id, expected)?;

@@ -103,7 +103,7 @@ impl v1::config_service_server::ConfigService for Configs {
         let q = req.into_inner();
         let new = q.config.ok_or_else(|| Status::invalid_argument("`config` is required"))?;
         let expected = q.expected_revision;
-        let stale = |stored: &Stored| -> Result<(), Status> {
+        let stale = move |stored: &Stored| -> Result<(), Status> {
             if expected > 0 && stored.revision != expected {
                 return Err(Status::aborted(format!(
                     "the config changed since revision {expected} (now {}): export it again and retry",
@@ -112,7 +112,7 @@ impl v1::config_service_server::ConfigService for Configs {
             }
             Ok(())
         };
-        let prepare = |stored: &Stored| -> Result<v1::Config, Status> {
+        let prepare = move |stored: &Stored| -> Result<v1::Config, Status> {
             stale(stored)?;
             let mut config = new.clone();
             let missing = restore_config(&mut config, &stored.config)?;

@@ -10,6 +10,12 @@
 //!   the config, fsync of the directory. A crash leaves the old file or the
 //!   new one, never a mix. The file it replaces is kept (hard link) as
 //!   `<path>.versions/<revision>.yaml`, the newest `keep_versions` of them.
+//! - Group commit: the writes queued while a file write runs are committed
+//!   together by the next one ([`crate::admin::write`]): each still gets
+//!   its own revision, metadata and events, and returns once the file
+//!   holding it is synced; the file is written once for the batch, so the
+//!   intermediate revisions of a batch have no file of their own in
+//!   `<path>.versions/`.
 //! - Revisions survive restarts through a sidecar, `<path>.state.json`
 //!   (written atomically after the config): the store revision, the hash
 //!   of the file text it describes, and per resource its revision, creation
@@ -74,7 +80,7 @@ pub struct Stored {
 }
 
 /// Why a commit did not happen.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum CommitError {
     /// The store moved past the base revision.
     Stale { current: i64 },
@@ -90,10 +96,19 @@ pub struct TooOld {
     pub current: i64,
 }
 
+/// One write of a batch, validated and ready to store: the config after it
+/// with its metadata at a provisional revision (the one before plus one;
+/// the file store's own, while the etcd store's are etcd's), and the
+/// resources it changes.
+pub struct Proposed {
+    pub stored: Arc<Stored>,
+    pub changes: Vec<Change>,
+}
+
 /// Where the config lives, seen from the management API. Writes are
 /// compare-and-swap on the store revision; the caller validates the whole
-/// config and builds its snapshot first (one validation path), and
-/// serializes its writes.
+/// config after each write and builds the snapshot first (one validation
+/// path), and serializes its commits.
 #[tonic::async_trait]
 pub trait ConfigStore: Send + Sync + 'static {
     fn kind(&self) -> v1::store_status::Kind;
@@ -105,10 +120,24 @@ pub trait ConfigStore: Send + Sync + 'static {
     fn current(&self) -> Arc<Stored>;
     /// The config at an earlier revision, while it is still held (paging).
     fn at(&self, revision: i64) -> Option<Arc<Stored>>;
-    /// Stores `config` as the next revision if the store is still at `base`,
-    /// then makes `snapshot` (built from `config`) live and records the
-    /// events. `now` is the update time of the changed resources.
-    async fn commit(&self, base: i64, config: v1::Config, snapshot: Snapshot) -> Result<Arc<Stored>, CommitError>;
+    /// Stores the writes of a batch, in order, one revision each, if the
+    /// store is still at `base`, then makes `snapshot` (built from the last
+    /// one's config) live and records the events of every revision. One
+    /// result per write, each its config as stored: a write fails only with
+    /// those after it (the file store persists the batch at once, so all
+    /// fail or none; the etcd store writes them one transaction each).
+    async fn commit(
+        &self,
+        base: i64,
+        batch: Vec<Proposed>,
+        snapshot: Snapshot,
+    ) -> Vec<Result<Arc<Stored>, CommitError>>;
+    /// The config in the form the store keeps it (etcd: each collection
+    /// ordered by id), so that the snapshot built by the writer is the one
+    /// every node builds.
+    fn normalize(&self, config: v1::Config) -> v1::Config {
+        config
+    }
     /// The event history and live feed.
     fn events(&self) -> &EventLog;
     /// The last change that could not be applied, and when.
@@ -147,23 +176,62 @@ fn resource_hash(r: &v1::Resource) -> String {
 /// One change between two configs: key, old and new value.
 pub type Change = (Key, Option<v1::Resource>, Option<v1::Resource>);
 
-/// The resources that differ between two configs, by key.
+/// The resources that differ between two configs, by key. Compares in
+/// place and clones only what changed: it runs for every write.
 pub fn changes(old: &v1::Config, new: &v1::Config) -> Vec<Change> {
-    let (mut a, b) = (resources(old), resources(new));
+    use v1::resource::{Kind, Value};
     let mut out = Vec::new();
-    for (key, new_value) in b {
-        match a.remove(&key) {
-            Some(old_value) if old_value == new_value => {}
-            old_value => out.push((key, old_value, Some(new_value))),
-        }
-    }
-    out.extend(a.into_iter().map(|(key, old_value)| (key, Some(old_value), None)));
+    diff_collection(&old.routes, &new.routes, Kind::Route, |r| &r.id, Value::Route, &mut out);
+    diff_collection(&old.services, &new.services, Kind::Service, |r| &r.id, Value::Service, &mut out);
+    diff_collection(&old.upstreams, &new.upstreams, Kind::Upstream, |r| &r.id, Value::Upstream, &mut out);
+    diff_collection(&old.consumers, &new.consumers, Kind::Consumer, |r| &r.username, Value::Consumer, &mut out);
+    diff_collection(&old.ssls, &new.ssls, Kind::Ssl, |r| &r.id, Value::Ssl, &mut out);
+    diff_collection(&old.global_rules, &new.global_rules, Kind::GlobalRule, |r| &r.id, Value::GlobalRule, &mut out);
+    diff_collection(
+        &old.plugin_configs,
+        &new.plugin_configs,
+        Kind::PluginConfig,
+        |r| &r.id,
+        Value::PluginConfig,
+        &mut out,
+    );
     out.sort_by(|x, y| x.0.cmp(&y.0));
     out
 }
 
+fn diff_collection<T: PartialEq + Clone>(
+    old: &[T],
+    new: &[T],
+    kind: v1::resource::Kind,
+    id: fn(&T) -> &String,
+    wrap: fn(T) -> v1::resource::Value,
+    out: &mut Vec<Change>,
+) {
+    let resource = |t: &T| v1::Resource { value: Some(wrap(t.clone())) };
+    // The usual write: same ids in the same order, one or a few changed.
+    if old.len() == new.len() && old.iter().zip(new).all(|(a, b)| id(a) == id(b)) {
+        for (a, b) in old.iter().zip(new) {
+            if a != b {
+                out.push(((kind, id(b).clone()), Some(resource(a)), Some(resource(b))));
+            }
+        }
+        return;
+    }
+    let before: std::collections::HashMap<&String, &T> = old.iter().map(|t| (id(t), t)).collect();
+    let after: std::collections::HashSet<&String> = new.iter().map(id).collect();
+    for b in new {
+        match before.get(id(b)) {
+            Some(a) if *a == b => {}
+            a => out.push(((kind, id(b).clone()), a.map(|a| resource(a)), Some(resource(b)))),
+        }
+    }
+    for a in old.iter().filter(|a| !after.contains(id(a))) {
+        out.push(((kind, id(a).clone()), Some(resource(a)), None));
+    }
+}
+
 /// The metadata after `changes` at `revision`.
-fn next_metas(
+pub(crate) fn next_metas(
     previous: &BTreeMap<Key, Meta>,
     changes: &[Change],
     revision: i64,
@@ -185,7 +253,7 @@ fn next_metas(
     metas
 }
 
-fn now() -> (i64, i32) {
+pub(crate) fn now() -> (i64, i32) {
     let d = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     (d.as_secs() as i64, d.subsec_nanos() as i32)
 }
@@ -461,7 +529,7 @@ impl FileConfigStore {
         }
     }
 
-    fn write_sidecar(&self, stored: &Stored, text: &str) -> std::io::Result<()> {
+    fn sidecar_bytes(stored: &Stored, text: &str) -> std::io::Result<Vec<u8>> {
         let sidecar = Sidecar {
             revision: stored.revision,
             file_hash: json::sha256(text.as_bytes()),
@@ -479,11 +547,18 @@ impl FileConfigStore {
                 })
                 .collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&sidecar).map_err(std::io::Error::other)?;
-        write_atomic(&sidecar_path(&self.path), &bytes)
+        serde_json::to_vec_pretty(&sidecar).map_err(std::io::Error::other)
     }
 
-    /// Writes the file (keeping the one it replaces) and the sidecar.
+    fn write_sidecar(&self, stored: &Stored, text: &str) -> std::io::Result<()> {
+        write_atomic(&sidecar_path(&self.path), &Self::sidecar_bytes(stored, text)?)
+    }
+
+    /// Writes the file (keeping the one it replaces) and the sidecar: both
+    /// written to temporary files and synced, renamed in that order, then
+    /// one sync of the directory (three syncs, not four). A crash between
+    /// the renames leaves a sidecar that does not match the file, which the
+    /// next start handles (it derives the revisions).
     fn persist(&self, old_revision: i64, stored: &Stored, text: &str) -> std::io::Result<()> {
         if self.keep_versions > 0 && self.path.exists() {
             let dir = versions_dir(&self.path);
@@ -495,13 +570,32 @@ impl FileConfigStore {
             }
             prune_versions(&dir, self.keep_versions as usize);
         }
-        write_atomic(&self.path, text.as_bytes())?;
-        // The config is written: a sidecar that cannot be must not turn the
-        // write into an error (the next start derives the revisions).
-        if let Err(e) = self.write_sidecar(stored, text) {
-            log::warn!("file store: cannot write {}: {e}", sidecar_path(&self.path).display());
+        let config_tmp = write_temp(&self.path, text.as_bytes())?;
+        // The config is what matters: a sidecar that cannot be written must
+        // not turn the write into an error (the next start derives the
+        // revisions).
+        let sidecar = sidecar_path(&self.path);
+        let sidecar_tmp = match Self::sidecar_bytes(stored, text).and_then(|b| write_temp(&sidecar, &b)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::warn!("file store: cannot write {}: {e}", sidecar.display());
+                None
+            }
+        };
+        if let Err(e) = std::fs::rename(&config_tmp, &self.path) {
+            let _ = std::fs::remove_file(&config_tmp);
+            if let Some(t) = sidecar_tmp {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(e);
         }
-        Ok(())
+        if let Some(t) = sidecar_tmp
+            && let Err(e) = std::fs::rename(&t, &sidecar)
+        {
+            let _ = std::fs::remove_file(t);
+            log::warn!("file store: cannot write {}: {e}", sidecar.display());
+        }
+        sync_dir(&self.path)
     }
 }
 
@@ -527,11 +621,22 @@ impl ConfigStore for Arc<FileConfigStore> {
         self.history.lock().ok()?.iter().find(|s| s.revision == revision).cloned()
     }
 
-    async fn commit(&self, base: i64, config: v1::Config, snapshot: Snapshot) -> Result<Arc<Stored>, CommitError> {
+    async fn commit(
+        &self,
+        base: i64,
+        batch: Vec<Proposed>,
+        snapshot: Snapshot,
+    ) -> Vec<Result<Arc<Stored>, CommitError>> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.commit_blocking(base, config, snapshot))
+        let n = batch.len();
+        let result = tokio::task::spawn_blocking(move || this.commit_blocking(base, batch, snapshot))
             .await
-            .map_err(|e| CommitError::Io(e.to_string()))?
+            .map_err(|e| CommitError::Io(e.to_string()))
+            .and_then(|r| r);
+        match result {
+            Ok(stored) => stored.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e); n],
+        }
     }
 
     fn events(&self) -> &EventLog {
@@ -551,35 +656,38 @@ impl FileConfigStore {
         }
     }
 
-    fn commit_blocking(&self, base: i64, config: v1::Config, snapshot: Snapshot) -> Result<Arc<Stored>, CommitError> {
+    /// Group commit: the batch is persisted as one file write (the last
+    /// config, the sidecar at the last revision), then each revision is
+    /// recorded with its own events. The revisions and metadata were
+    /// computed by the writer from `base`, which is checked here.
+    fn commit_blocking(
+        &self,
+        base: i64,
+        batch: Vec<Proposed>,
+        snapshot: Snapshot,
+    ) -> Result<Vec<Arc<Stored>>, CommitError> {
         let mut state = self.state.lock().map_err(|_| CommitError::Io("the store lock is poisoned".into()))?;
         if state.stored.revision != base {
             return Err(CommitError::Stale { current: state.stored.revision });
         }
-        let revision = base + 1;
-        let changes = changes(&state.stored.config, &config);
-        let metas = next_metas(&state.stored.metas, &changes, revision, Some(now()));
-        let text = json::to_yaml(&config);
-        let config = Arc::new(config);
-        let stored = Arc::new(Stored {
-            hash: json::config_hash(&config),
-            config,
-            revision,
-            metas,
-            applied_time: SystemTime::now(),
-        });
+        let Some(last) = batch.last().map(|p| p.stored.clone()) else { return Ok(Vec::new()) };
+        let text = json::to_yaml(&last.config);
         // Set before the rename: the watcher then sees our own text and skips it.
         let old_text = std::mem::replace(&mut state.text, text.clone());
-        if let Err(e) = self.persist(base, &stored, &text) {
+        if let Err(e) = self.persist(base, &last, &text) {
             state.text = old_text;
             return Err(CommitError::Io(format!("cannot write {}: {e}", self.path.display())));
         }
         self.live.store(snapshot);
-        state.stored = stored.clone();
-        self.remember(stored.clone());
-        self.events.record(revision, &changes);
-        crate::admin::metrics::revision().set(revision);
-        Ok(stored)
+        state.stored = last.clone();
+        let mut out = Vec::with_capacity(batch.len());
+        for p in batch {
+            self.remember(p.stored.clone());
+            self.events.record(p.stored.revision, &p.changes);
+            out.push(p.stored);
+        }
+        crate::admin::metrics::revision().set(last.revision);
+        Ok(out)
     }
 }
 
@@ -631,21 +739,37 @@ fn prune_versions(dir: &Path, keep: usize) {
 /// content: temporary file in the same directory, fsync, rename, fsync of
 /// the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = write_temp(path, bytes)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(path)
+}
+
+/// `bytes` in a temporary file beside `path`, synced: its path.
+fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        f.sync_all()
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// Syncs the directory holding `path` (its renames).
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -694,15 +818,28 @@ mod tests {
         let store = open(&path);
         assert_eq!(store.revision(), 1);
         assert!(!dir.path().join(".config.yaml.tmp-999").exists());
+        let writer = crate::admin::write::Writer::new(Arc::new(store.clone()), store.live.clone(), Timeouts::DEFAULT);
         for w in 2..=5 {
             let c = config(w, true);
-            let base = store.revision();
-            assert!(ConfigStore::commit(&store, base, c.clone(), snapshot(&c)).await.is_ok());
+            assert!(writer.write(move |_| Ok(c.clone())).await.is_ok());
         }
-        assert!(matches!(
-            ConfigStore::commit(&store, 1, config(9, true), snapshot(&config(9, true))).await,
-            Err(CommitError::Stale { current: 5 })
-        ));
+        // A commit from an older revision is refused.
+        let c = config(9, true);
+        let stored = Stored {
+            revision: 2,
+            metas: BTreeMap::new(),
+            hash: json::config_hash(&c),
+            config: Arc::new(c.clone()),
+            applied_time: SystemTime::now(),
+        };
+        let stale = ConfigStore::commit(
+            &store,
+            1,
+            vec![Proposed { stored: Arc::new(stored), changes: Vec::new() }],
+            snapshot(&c),
+        )
+        .await;
+        assert!(matches!(stale.as_slice(), [Err(CommitError::Stale { current: 5 })]));
         let kept: Vec<_> = std::fs::read_dir(versions_dir(&path)).map(|d| d.count()).into_iter().collect();
         assert_eq!(kept, [2]);
         let a = (v1::resource::Kind::Upstream, "a".to_owned());

@@ -588,3 +588,100 @@ fn a_node_cut_off_while_etcd_compacts_lists_again_and_catches_up() {
     let (sa, sd) = rt.block_on(async { (status(&a).await, status(&d).await) });
     assert_eq!(sa.config_hash, sd.config_hash);
 }
+
+/// Concurrent writes through one node (committed in batches, one etcd
+/// transaction and revision each): every valid one lands with its own
+/// revision and event, an invalid and a stale one fail alone, and the
+/// other node converges on the same config.
+#[test]
+fn concurrent_writes_through_one_node_get_a_revision_and_an_event_each_and_bad_ones_fail_alone() {
+    let etcd = Etcd::start();
+    let up = Upstream::start("origin");
+    let a = node(&etcd, "/t5", "node-a", "");
+    let b = node(&etcd, "/t5", "node-b", "");
+    let rt = rt();
+    rt.block_on(async {
+        let mut ra = ResourceServiceClient::new(channel(&a).await);
+        ra.create_upstream(v1::CreateUpstreamRequest { upstream: Some(upstream("u", up.port())) })
+            .await
+            .expect("create upstream");
+        let mut revisions = Vec::new();
+        for i in 0..20 {
+            let r = route(&format!("r{i}"), &format!("/r{i}-0"), "u");
+            let e = ra.create_route(v1::CreateRouteRequest { route: Some(r) }).await.expect("create").into_inner();
+            revisions.push(e.meta.expect("meta").revision);
+        }
+        let start = revisions[19] + 1;
+        let mut tasks = Vec::new();
+        for (i, rev) in revisions.iter().copied().enumerate() {
+            let mut c = ra.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = route(&format!("r{i}"), &format!("/r{i}-1"), "u");
+                c.update_route(v1::UpdateRouteRequest { route: Some(r), expected_revision: rev }).await
+            }));
+            if i == 7 {
+                let mut c = ra.clone();
+                tasks.push(tokio::spawn(async move {
+                    let r = route("r-bad", "/bad", "missing");
+                    c.create_route(v1::CreateRouteRequest { route: Some(r) }).await
+                }));
+            }
+            if i == 12 {
+                // Stale: r3 was read at its creation revision, then updated above.
+                let mut c = ra.clone();
+                let rev3 = revisions[3];
+                tasks.push(tokio::spawn(async move {
+                    let r = route("r3", "/stale", "u");
+                    c.update_route(v1::UpdateRouteRequest { route: Some(r), expected_revision: rev3 }).await
+                }));
+            }
+        }
+        let mut ok = Vec::new();
+        let mut codes = Vec::new();
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(e) => {
+                    let e = e.into_inner();
+                    ok.push((e.meta.expect("meta").revision, e.route.expect("route").id));
+                }
+                Err(s) => codes.push(s.code()),
+            }
+        }
+        codes.sort_by_key(|c| *c as i32);
+        assert_eq!(codes, [Code::FailedPrecondition, Code::Aborted]);
+        assert_eq!(ok.len(), 20);
+        let mut revs: Vec<i64> = ok.iter().map(|(r, _)| *r).collect();
+        revs.sort();
+        revs.dedup();
+        assert_eq!(revs.len(), 20, "one revision per write: {ok:?}");
+
+        // B replays one event per write, at the write's revision.
+        let mut ev = EventServiceClient::new(channel(&b).await);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut stream = ev
+                .watch(v1::WatchRequest { start_revision: start, ..Default::default() })
+                .await
+                .expect("watch")
+                .into_inner();
+            let mut got = Vec::new();
+            while let Ok(Ok(Some(e))) = tokio::time::timeout(Duration::from_millis(300), stream.message()).await {
+                if let Some(v1::event::Payload::Resource(r)) = e.payload {
+                    got.push((e.revision, r.id));
+                }
+            }
+            got.sort();
+            let mut want = ok.clone();
+            want.sort();
+            if got == want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "B's events {got:?}, writes {want:?}");
+        }
+        assert_eq!(status(&a).await.config_hash, status(&b).await.config_hash);
+    });
+    for gw in [&a, &b] {
+        wait_serving(gw, "/r19-1", "origin", Duration::from_secs(5));
+        assert_eq!(http_get_raw(gw.port, "/r3-1", "localhost").map(|r| r.0), Some(200));
+    }
+}

@@ -13,9 +13,24 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never handed out twice by this process.
+///
+/// Not the kernel's `bind(0)`: that draws from the ephemeral range (32768
+/// and up) that every outgoing connection also draws from, and two tests
+/// running in parallel could each be given a port the other's server then
+/// takes (seen once: a TLS test's handshake answered by another test's
+/// plain HTTP listener). Ports come instead from 20000-31999, in turn from
+/// an offset of this process, skipping any already bound.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let offset = (std::process::id() as usize).wrapping_mul(131) % 12_000;
+    for _ in 0..12_000 {
+        let port = 20_000 + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free port in 20000-31999")
 }
 
 /// What a test upstream answers. Paths:

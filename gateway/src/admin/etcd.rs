@@ -747,16 +747,11 @@ impl EtcdConfigStore {
             changed.sort_by(|x, y| x.0.cmp(&y.0));
             changes.push((*rev, changed));
         }
-        let config = build_config(docs.values().map(|d| &d.resource));
-        if config == *current.config {
+        let Some((config, checked)) = self.compile(&docs, &current).await else {
             self.reject(&errors);
             self.advance(last);
             return;
-        }
-        let (defaults, previous, c) = (self.defaults, self.live.load(), config.clone());
-        let checked = tokio::task::spawn_blocking(move || check(c, defaults, Some(&previous)))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+        };
         match checked {
             Ok(snapshot) => {
                 self.reject(&errors);
@@ -808,6 +803,24 @@ impl EtcdConfigStore {
 
     /// Applies the config changes of one etcd revision, if the config they
     /// give is valid; otherwise ignores them.
+    /// The config `docs` make, and its snapshot (validated and compiled off
+    /// the runtime); `None` when it is the config already live.
+    async fn compile(
+        &self,
+        docs: &BTreeMap<Key, Doc>,
+        current: &Stored,
+    ) -> Option<(v1::Config, Result<Snapshot, String>)> {
+        let config = build_config(docs.values().map(|d| &d.resource));
+        if config == *current.config {
+            return None;
+        }
+        let (defaults, previous, c) = (self.defaults, self.live.load(), config.clone());
+        let checked = tokio::task::spawn_blocking(move || check(c, defaults, Some(&previous)))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        Some((config, checked))
+    }
+
     async fn apply_batch(&self, revision: i64, batch: Vec<(Key, Option<Doc>, Result<(), String>)>) {
         let (mut docs, current) = match self.state.lock() {
             Ok(mut s) => {
@@ -843,16 +856,11 @@ impl EtcdConfigStore {
                 }
             }
         }
-        let config = build_config(docs.values().map(|d| &d.resource));
-        if config == *current.config {
+        let Some((config, snapshot)) = self.compile(&docs, &current).await else {
             self.reject(&errors);
             self.advance(revision);
             return;
-        }
-        let (defaults, previous, c) = (self.defaults, self.live.load(), config.clone());
-        let snapshot = tokio::task::spawn_blocking(move || check(c, defaults, Some(&previous)))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+        };
         match snapshot {
             Ok(snapshot) => {
                 self.reject(&errors);

@@ -119,7 +119,7 @@ const NOT_FOUND: &[u8] = b"{\"error\":\"no route matches this request\"}\n";
 fn not_found() -> Response {
     Response {
         status: 404,
-        headers: vec![(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))],
+        headers: vec![(http::header::CONTENT_TYPE.into(), http::HeaderValue::from_static("application/json"))],
         body: Bytes::from_static(NOT_FOUND),
     }
 }

@@ -118,7 +118,7 @@ impl Plugin for Cors {
             }
             headers.push((header::ACCESS_CONTROL_MAX_AGE, self.max_age.clone()));
             let mut r = Response::status(204);
-            r.headers = headers;
+            r.headers = headers.into_iter().map(|(n, v)| (n.into(), v)).collect();
             return Ok(Flow::Respond(r));
         }
         if let Some(e) = &self.expose {

@@ -101,11 +101,11 @@ impl Plugin for ForwardAuth {
             Ok(reply) => {
                 let mut r = Response::status(reply.status);
                 if let Some(ct) = reply.headers.get(http::header::CONTENT_TYPE) {
-                    r.headers.push((http::header::CONTENT_TYPE, ct.clone()));
+                    r.headers.push((http::header::CONTENT_TYPE.into(), ct.clone()));
                 }
                 for name in &self.client_headers {
                     for v in reply.headers.get_all(name) {
-                        r.headers.push((name.clone(), v.clone()));
+                        r.headers.push((name.clone().into(), v.clone()));
                     }
                 }
                 r.body = reply.body;

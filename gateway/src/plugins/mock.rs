@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora_config::v1;
 use pingora_config::v1::mock_plugin::Response as Body;
 use pingora_proxy::Session;
 
-use super::{BuildCx, Flow, Hooks, Plugin, PluginCtx, Response, header_pair};
+use super::{BuildCx, Flow, Hooks, Plugin, PluginCtx, Response};
+use crate::headers::Name;
 use crate::upstream::duration;
 
 pub struct Mock {
@@ -24,9 +26,13 @@ pub fn build(cfg: &v1::MockPlugin, _cx: &mut BuildCx<'_>) -> Result<Mock, String
         None => (Bytes::new(), false),
     };
     let content_type = if echo || cfg.content_type.is_empty() { "application/json" } else { cfg.content_type.as_str() };
-    let mut headers = vec![header_pair("content-type", content_type)?];
+    let content_type = HeaderValue::try_from(content_type).map_err(|e| format!("header content-type: {e}"))?;
+    let mut headers = vec![(http::header::CONTENT_TYPE.into(), content_type)];
     for h in &cfg.headers {
-        headers.push(header_pair(&h.name, &h.value)?);
+        // Sent with the name's case as written.
+        let name = Name::parse(&h.name).map_err(|e| format!("header {}: {e}", h.name))?;
+        let value = HeaderValue::try_from(h.value.as_str()).map_err(|e| format!("header {}: {e}", h.name))?;
+        headers.push((name, value));
     }
     Ok(Mock {
         response: Response { status: cfg.status.unwrap_or(200) as u16, headers, body },

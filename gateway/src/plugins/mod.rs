@@ -112,7 +112,7 @@ impl std::ops::BitOr for Hooks {
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: Vec<(crate::headers::Name, HeaderValue)>,
     pub body: Bytes,
 }
 
@@ -130,13 +130,13 @@ impl Response {
         let body = serde_json::json!({ "error_msg": message }).to_string();
         Response {
             status,
-            headers: vec![(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            headers: vec![(http::header::CONTENT_TYPE.into(), HeaderValue::from_static("application/json"))],
             body: Bytes::from(body),
         }
     }
 
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Response {
-        self.headers.push((name, value));
+    pub fn header(mut self, name: impl Into<crate::headers::Name>, value: HeaderValue) -> Response {
+        self.headers.push((name.into(), value));
         self
     }
 }
@@ -513,7 +513,7 @@ impl<'a> Pipeline<'a> {
         let Response { status, headers, body } = response;
         let mut resp = ResponseHeader::build(status, Some(headers.len() + 4))?;
         for (k, v) in headers {
-            resp.append_header(k, v)?;
+            resp.append(&k, v)?;
         }
         self.response(session, &mut resp, ctx)?;
         let mut body = Some(body);

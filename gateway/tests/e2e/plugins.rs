@@ -928,3 +928,25 @@ fn grpc_web_bridges_a_browser_call_to_a_grpc_upstream() {
     let trailers = String::from_utf8_lossy(&body[12..]).to_ascii_lowercase();
     assert!(trailers.contains("grpc-status:0"), "{trailers}");
 }
+
+/// The whole response to a plain HTTP/1.1 GET, head and body, as sent.
+fn raw_response(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn header_names_go_on_the_wire_with_the_case_written_in_the_config() {
+    let gw = Gateway::start(
+        "routes:\n  - id: m\n    uris: [\"/m\"]\n    plugins:\n      mock: { body: hi, headers: [{ name: X-Mock-Case, value: yes }] }\n      request_id: {}\n      response_rewrite: { headers: { set: [{ name: X-Rewritten-By, value: gw }] } }\n",
+    );
+    let head = raw_response(gw.port, "/m");
+    let head = head.split("\r\n\r\n").next().unwrap_or_default();
+    for name in ["X-Mock-Case: yes", "X-Rewritten-By: gw", "X-Request-Id: "] {
+        assert!(head.contains(name), "{name:?} not in:\n{head}");
+    }
+}

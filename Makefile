@@ -4,7 +4,7 @@
 #   make run-cluster   etcd and three gateway nodes on it (examples/cluster/)
 #   make test          every test (what CI runs: .ci/run)
 #   make gen           regenerate code, JSON Schema and docs from proto/
-#   make bench         the benchmarks (release build)
+#   make bench         the benchmarks (the gateway in the production profile: fat LTO)
 #   make web           build the web admin UI into web/dist
 #
 # One cargo target directory is shared by every step, so each crate builds
@@ -132,7 +132,8 @@ bench-config:
 	@start=$$(date +%s%N); ./target/release/codegen || exit 1; end=$$(date +%s%N); \
 	  echo "bench-gen: make gen (codegen already built) took $$(( (end - start) / 1000000 )) ms"
 
-## The gateway against nginx under wrk (installs nginx and wrk if missing),
+## The gateway (production profile) and a bare Pingora proxy against nginx
+## under wrk (installs nginx and wrk if missing),
 ## then the config benchmarks. See bench/README.md.
 bench: bench-config
 	bench/run.sh

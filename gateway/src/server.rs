@@ -262,3 +262,61 @@ impl BackgroundService for Drain {
         std::process::exit(0);
     }
 }
+
+/// Makes the calling thread a control-plane thread: the admin API, the
+/// stores, the event sinks and the health checks call it as they start,
+/// and every thread they start later (tokio's blocking pool, the file
+/// watcher) inherits it.
+///
+/// Such threads run under `SCHED_BATCH`, so that waking up (a write
+/// arriving, an fsync completing) never preempts a worker in the middle of
+/// requests, and at nice 5, so that under full load they get about a
+/// quarter of a contended CPU, not half. Measured with `make
+/// bench-propagation`: see bench/README.md. Where the OS refuses (or is not
+/// Linux), the thread stays as it was.
+pub fn control_plane_thread() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        // thread-priority maps 0..=99 onto nice 19..=-20 for the normal
+        // policies: 35 is nice 5 (checked by a test).
+        let priority = ThreadPriority::Crossplatform(CONTROL_PLANE_PRIORITY.try_into().unwrap_or_default());
+        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+        if let Err(e) =
+            thread_priority::set_thread_priority_and_policy(thread_priority::thread_native_id(), priority, policy)
+        {
+            log::debug!("control plane: cannot lower this thread's priority: {e:?}");
+        }
+    }
+}
+
+/// See [`control_plane_thread`]: nice 5.
+const CONTROL_PLANE_PRIORITY: u8 = 35;
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// (policy, nice) of the calling thread, from /proc.
+    fn scheduling() -> (u64, i64) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_else(|e| panic!("{e}"));
+        // The fields after the command name, which is in parentheses:
+        // nice is field 19 and the policy field 41, counted from 1 with the
+        // pid and the command name first.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or_else(|| panic!("{stat}"));
+        (field(41) as u64, field(19))
+    }
+
+    #[test]
+    fn a_control_plane_thread_runs_as_batch_at_nice_5_and_the_threads_it_starts_inherit_that() {
+        const SCHED_BATCH: u64 = 3;
+        let (own, child) = std::thread::spawn(|| {
+            super::control_plane_thread();
+            let child = std::thread::spawn(scheduling).join();
+            (scheduling(), child)
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("the test thread panicked"));
+        assert_eq!(own, (SCHED_BATCH, 5));
+        assert_eq!(child.unwrap_or_else(|_| panic!("the child thread panicked")), (SCHED_BATCH, 5));
+    }
+}

@@ -87,6 +87,7 @@ pub struct FileStore {
 #[async_trait::async_trait]
 impl BackgroundService for FileStore {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        crate::server::control_plane_thread();
         let (tx, mut rx) = mpsc::channel::<()>(16);
         let name = self.path.file_name().map(|n| n.to_owned());
         let dir = self

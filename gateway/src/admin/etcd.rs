@@ -415,6 +415,7 @@ impl EtcdConfigStore {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("etcd")
+            .on_thread_start(crate::server::control_plane_thread)
             .enable_all()
             .build()
             .map_err(|e| format!("etcd: cannot start its runtime: {e}"))?;
@@ -1483,6 +1484,7 @@ pub struct HealthCheckService {
 #[async_trait::async_trait]
 impl BackgroundService for HealthCheckService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        crate::server::control_plane_thread();
         let mut checks = crate::store::HealthChecks::default();
         let mut last = 0usize;
         loop {

@@ -291,6 +291,7 @@ fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 #[async_trait::async_trait]
 impl BackgroundService for Admin {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        crate::server::control_plane_thread();
         // Stop on shutdown, or when a graceful upgrade starts handing over.
         let (stop_tx, stop_rx) = watch::channel(false);
         let phases = self.phases.lock().ok().and_then(|mut p| p.take());

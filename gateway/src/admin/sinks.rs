@@ -379,6 +379,7 @@ pub struct SinkService {
 #[async_trait::async_trait]
 impl BackgroundService for SinkService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        crate::server::control_plane_thread();
         let tasks: Vec<_> = self.sinks.sinks.iter().map(|s| tokio::spawn(s.clone().run())).collect();
         let mut live = match self.writer.store.events().subscribe(0) {
             Ok((_, live)) => live,

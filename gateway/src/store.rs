@@ -158,6 +158,11 @@ impl BackgroundService for FileStore {
 
 impl FileStore {
     async fn reload(&self) {
+        // The event was for the management API's own write (one stat, no
+        // read and no hand-off to a blocking thread).
+        if self.shared.is_own_write(&self.path) {
+            return;
+        }
         let previous = self.live.load();
         let path = self.path.clone();
         let defaults = self.defaults;

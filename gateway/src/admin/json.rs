@@ -8,6 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+use crate::admin::store::{Key, Meta};
 
 /// What a secret reads as in every response and event.
 pub const REDACTED: &str = "<redacted>";
@@ -222,8 +225,120 @@ pub fn to_yaml(config: &v1::Config) -> String {
     }
 }
 
+const YAML_HEADER: &str = "# Written by the gateway's management API; edits by hand are picked up too.\n";
+
+/// Renders the file store's YAML a resource at a time, as [`to_yaml`]
+/// does for the whole config: each resource's block is rendered and read
+/// back once, then reused while the resource's hash stays the same. A
+/// write then costs the resources it changes, not the size of the config
+/// (30 routes: 174 us for the whole config against a few us).
+#[derive(Default)]
+pub struct YamlRenderer {
+    /// Each resource's block, and the hash of the resource it renders.
+    blocks: std::collections::HashMap<Key, (String, std::sync::Arc<str>)>,
+}
+
+impl YamlRenderer {
+    /// The text of `config`, whose resources' hashes are in `metas`; the
+    /// same as [`to_yaml`].
+    pub fn render(&mut self, config: &v1::Config, metas: &BTreeMap<Key, Meta>) -> String {
+        use v1::resource::Kind;
+        let mut blocks = std::collections::HashMap::with_capacity(self.blocks.len());
+        let mut out = String::from(YAML_HEADER);
+        let ok = self.section(&mut out, &mut blocks, metas, "routes", Kind::Route, &config.routes, |r| &r.id)
+            && self.section(&mut out, &mut blocks, metas, "services", Kind::Service, &config.services, |r| &r.id)
+            && self.section(&mut out, &mut blocks, metas, "upstreams", Kind::Upstream, &config.upstreams, |r| &r.id)
+            && self
+                .section(&mut out, &mut blocks, metas, "consumers", Kind::Consumer, &config.consumers, |r| &r.username)
+            && self.section(&mut out, &mut blocks, metas, "ssls", Kind::Ssl, &config.ssls, |r| &r.id)
+            && self.section(
+                &mut out,
+                &mut blocks,
+                metas,
+                "global_rules",
+                Kind::GlobalRule,
+                &config.global_rules,
+                |r| &r.id,
+            )
+            && self.section(
+                &mut out,
+                &mut blocks,
+                metas,
+                "plugin_configs",
+                Kind::PluginConfig,
+                &config.plugin_configs,
+                |r| &r.id,
+            );
+        if !ok {
+            // A resource that does not read back the same: the whole
+            // config goes through to_yaml (and its JSON fallback).
+            self.blocks.clear();
+            return to_yaml(config);
+        }
+        if config.routes.is_empty()
+            && config.services.is_empty()
+            && config.upstreams.is_empty()
+            && config.consumers.is_empty()
+            && config.ssls.is_empty()
+            && config.global_rules.is_empty()
+            && config.plugin_configs.is_empty()
+        {
+            out.push_str("{}\n");
+        }
+        self.blocks = blocks;
+        out
+    }
+
+    /// Appends one collection (`name:` and its items' blocks) to `out`;
+    /// false when an item does not read back the same.
+    #[allow(clippy::too_many_arguments)]
+    fn section<T: pingora_config::Document + PartialEq>(
+        &self,
+        out: &mut String,
+        blocks: &mut std::collections::HashMap<Key, (String, std::sync::Arc<str>)>,
+        metas: &BTreeMap<Key, Meta>,
+        name: &str,
+        kind: v1::resource::Kind,
+        items: &[T],
+        id: fn(&T) -> &String,
+    ) -> bool {
+        if items.is_empty() {
+            return true;
+        }
+        out.push_str(name);
+        out.push_str(":\n");
+        for item in items {
+            let key = (kind, id(item).clone());
+            let hash = metas.get(&key).map(|m| m.hash.as_str());
+            let block = match (self.blocks.get(&key), hash) {
+                (Some((h, block)), Some(hash)) if h == hash => block.clone(),
+                _ => {
+                    // As the whole config's rendering writes it: the item as
+                    // a mapping at indent 2, its first two columns "- ".
+                    // Read back as the item alone (the same mapping at
+                    // indent 0), it must give the item.
+                    let mut nested = String::new();
+                    emit(&to_json(item), 2, &mut nested);
+                    let alone: String =
+                        nested.split_inclusive('\n').map(|l| l.strip_prefix("  ").unwrap_or(l)).collect();
+                    match pingora_config::load_str::<T>(&alone, "rendered") {
+                        Ok((back, _)) if back == *item => {}
+                        _ => return false,
+                    }
+                    std::sync::Arc::from(format!("- {}", nested.get(2..).unwrap_or("")))
+                }
+            };
+            out.push_str(&block);
+            if let Some(hash) = hash {
+                blocks.insert(key, (hash.to_owned(), block));
+            }
+        }
+        true
+    }
+}
+
 fn render_yaml(config: &v1::Config) -> String {
-    let mut out = String::from("# Written by the gateway's management API; edits by hand are picked up too.\n");
+    let mut out = String::from(YAML_HEADER);
     let value = to_json(config);
     match &value {
         Value::Object(m) if m.is_empty() => out.push_str("{}\n"),
@@ -341,6 +456,39 @@ mod tests {
             let config = load(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")));
             let yaml = render_yaml(&config);
             assert_eq!(load(&yaml), config, "{file}:\n{yaml}");
+        }
+    }
+
+    #[test]
+    fn rendering_a_resource_at_a_time_writes_what_the_whole_config_rendering_writes() {
+        use crate::admin::store::{changes, next_metas};
+        let mut renderer = YamlRenderer::default();
+        let mut previous = v1::Config::default();
+        let mut metas = BTreeMap::new();
+        let mut check = |config: v1::Config, what: &str| {
+            metas = next_metas(&metas, &changes(&previous, &config), 1, None);
+            assert_eq!(renderer.render(&config, &metas), to_yaml(&config), "{what}");
+            previous = config;
+        };
+        for file in ["full.yaml", "every_plugin.yaml", "map_keys_with_dots_and_slashes.yaml", "empty.yaml"] {
+            let path = format!("{}/../proto/testdata/config/valid/{file}", env!("CARGO_MANIFEST_DIR"));
+            let config = load(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")));
+            check(config.clone(), file);
+            // Again from the blocks kept, then with one resource changed,
+            // one added before it and one removed.
+            check(config.clone(), file);
+            let mut changed = config.clone();
+            if let Some(r) = changed.routes.first_mut() {
+                r.priority += 1;
+            }
+            changed.routes.insert(0, v1::Route { id: "new".into(), uris: vec!["/new".into()], ..Default::default() });
+            changed.upstreams.pop();
+            changed.ssls.push(v1::Ssl {
+                id: "pem".into(),
+                cert: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+                ..Default::default()
+            });
+            check(changed, file);
         }
     }
 

@@ -100,6 +100,14 @@ pub struct TooOld {
 /// with its metadata at a provisional revision (the one before plus one;
 /// the file store's own, while the etcd store's are etcd's), and the
 /// resources it changes.
+/// What [`ConfigStore::commit_here`] did with a batch.
+pub enum CommitHere {
+    /// Committed: one result per write.
+    Done(Vec<Result<Arc<Stored>, CommitError>>),
+    /// Left for [`ConfigStore::commit`].
+    Later(Vec<Proposed>, Box<Snapshot>),
+}
+
 pub struct Proposed {
     pub stored: Arc<Stored>,
     pub changes: Vec<Change>,
@@ -132,6 +140,14 @@ pub trait ConfigStore: Send + Sync + 'static {
         batch: Vec<Proposed>,
         snapshot: Snapshot,
     ) -> Vec<Result<Arc<Stored>, CommitError>>;
+    /// Commits the batch on the calling thread when the store can without
+    /// waiting on the network (the file store): the writer then plans and
+    /// commits a batch on one blocking thread, one hand-off between threads
+    /// fewer per batch. Otherwise gives the batch back for [`Self::commit`].
+    fn commit_here(&self, base: i64, batch: Vec<Proposed>, snapshot: Snapshot) -> CommitHere {
+        let _ = base;
+        CommitHere::Later(batch, Box::new(snapshot))
+    }
     /// The config in the form the store keeps it (etcd: each collection
     /// ordered by id), so that the snapshot built by the writer is the one
     /// every node builds.
@@ -406,6 +422,30 @@ struct FileState {
     stored: Arc<Stored>,
     /// The text of the file last applied or written.
     text: String,
+    /// The file as the store last wrote it, to tell its own writes from
+    /// edits without reading the file back.
+    written: Option<FileId>,
+    /// Renders the file a resource at a time.
+    yaml: json::YamlRenderer,
+}
+
+/// What identifies a version of a file without reading it: the inode each
+/// write renames into place, and its size and modification time (a write
+/// into the same inode changes those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl FileId {
+    pub fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId { dev: m.dev(), ino: m.ino(), len: m.len(), mtime: (m.mtime(), m.mtime_nsec()) })
+    }
 }
 
 impl FileConfigStore {
@@ -466,7 +506,12 @@ impl FileConfigStore {
             path,
             keep_versions,
             live,
-            state: Mutex::new(FileState { stored: stored.clone(), text: text.clone() }),
+            state: Mutex::new(FileState {
+                stored: stored.clone(),
+                text: text.clone(),
+                written: None,
+                yaml: json::YamlRenderer::default(),
+            }),
             history: Mutex::new(VecDeque::from([stored.clone()])),
             events: EventLog::new(node_id, revision),
             last_error: Mutex::new(None),
@@ -474,6 +519,13 @@ impl FileConfigStore {
     }
 
     /// The text last applied or written (the watcher skips a file equal to it).
+    /// Whether the file is still the one the store last wrote (then the
+    /// watcher's event was for that write, and there is nothing to read).
+    pub fn is_own_write(&self, path: &Path) -> bool {
+        let written = self.state.lock().ok().and_then(|s| s.written);
+        written.is_some() && written == FileId::of(path)
+    }
+
     pub fn applied_text(&self) -> String {
         self.state.lock().map(|s| s.text.clone()).unwrap_or_default()
     }
@@ -559,7 +611,7 @@ impl FileConfigStore {
     /// one sync of the directory (three syncs, not four). A crash between
     /// the renames leaves a sidecar that does not match the file, which the
     /// next start handles (it derives the revisions).
-    fn persist(&self, old_revision: i64, stored: &Stored, text: &str) -> std::io::Result<()> {
+    fn persist(&self, old_revision: i64, stored: &Stored, text: &str) -> std::io::Result<Option<FileId>> {
         if self.keep_versions > 0 && self.path.exists() {
             let dir = versions_dir(&self.path);
             std::fs::create_dir_all(&dir)?;
@@ -571,6 +623,8 @@ impl FileConfigStore {
             prune_versions(&dir, self.keep_versions as usize);
         }
         let config_tmp = write_temp(&self.path, text.as_bytes())?;
+        // The rename keeps the inode, size and modification time.
+        let written = FileId::of(&config_tmp);
         // The config is what matters: a sidecar that cannot be written must
         // not turn the write into an error (the next start derives the
         // revisions).
@@ -595,7 +649,8 @@ impl FileConfigStore {
             let _ = std::fs::remove_file(t);
             log::warn!("file store: cannot write {}: {e}", sidecar.display());
         }
-        sync_dir(&self.path)
+        sync_dir(&self.path)?;
+        Ok(written)
     }
 }
 
@@ -629,14 +684,19 @@ impl ConfigStore for Arc<FileConfigStore> {
     ) -> Vec<Result<Arc<Stored>, CommitError>> {
         let this = self.clone();
         let n = batch.len();
-        let result = tokio::task::spawn_blocking(move || this.commit_blocking(base, batch, snapshot))
-            .await
-            .map_err(|e| CommitError::Io(e.to_string()))
-            .and_then(|r| r);
-        match result {
+        match tokio::task::spawn_blocking(move || this.commit_here(base, batch, snapshot)).await {
+            Ok(CommitHere::Done(results)) => results,
+            Ok(CommitHere::Later(..)) => vec![Err(CommitError::Io("the file store did not commit".into())); n],
+            Err(e) => vec![Err(CommitError::Io(e.to_string())); n],
+        }
+    }
+
+    fn commit_here(&self, base: i64, batch: Vec<Proposed>, snapshot: Snapshot) -> CommitHere {
+        let n = batch.len();
+        CommitHere::Done(match self.commit_blocking(base, batch, snapshot) {
             Ok(stored) => stored.into_iter().map(Ok).collect(),
             Err(e) => vec![Err(e); n],
-        }
+        })
     }
 
     fn events(&self) -> &EventLog {
@@ -671,12 +731,15 @@ impl FileConfigStore {
             return Err(CommitError::Stale { current: state.stored.revision });
         }
         let Some(last) = batch.last().map(|p| p.stored.clone()) else { return Ok(Vec::new()) };
-        let text = json::to_yaml(&last.config);
+        let text = state.yaml.render(&last.config, &last.metas);
         // Set before the rename: the watcher then sees our own text and skips it.
         let old_text = std::mem::replace(&mut state.text, text.clone());
-        if let Err(e) = self.persist(base, &last, &text) {
-            state.text = old_text;
-            return Err(CommitError::Io(format!("cannot write {}: {e}", self.path.display())));
+        match self.persist(base, &last, &text) {
+            Ok(written) => state.written = written,
+            Err(e) => {
+                state.text = old_text;
+                return Err(CommitError::Io(format!("cannot write {}: {e}", self.path.display())));
+            }
         }
         self.live.store(snapshot);
         state.stored = last.clone();

@@ -175,12 +175,19 @@ impl Committer {
         let base = before.revision;
         let (previous, defaults, store) = (self.live.load(), self.defaults, self.store.clone());
         let (changes, replies): (Vec<Change>, Vec<_>) = jobs.into_iter().map(|j| (j.change, j.reply)).unzip();
+        // Planned and, where the store can (the file store), committed on
+        // one blocking thread.
         let planned = tokio::task::spawn_blocking(move || {
             let normalize = |c: v1::Config| store.normalize(c);
-            plan(&before, &changes, &normalize, &previous, defaults)
+            let (planned, batch) = plan(&before, &changes, &normalize, &previous, defaults);
+            let committed = match batch {
+                Some((batch, snapshot)) => store.commit_here(base, batch, snapshot),
+                None => store::CommitHere::Done(Vec::new()),
+            };
+            (planned, committed)
         })
         .await;
-        let (planned, batch) = match planned {
+        let (planned, committed) = match planned {
             Ok(p) => p,
             Err(e) => {
                 for r in replies {
@@ -189,9 +196,9 @@ impl Committer {
                 return;
             }
         };
-        let results = match batch {
-            Some((batch, snapshot)) => self.store.commit(base, batch, snapshot).await,
-            None => Vec::new(),
+        let results = match committed {
+            store::CommitHere::Done(results) => results,
+            store::CommitHere::Later(batch, snapshot) => self.store.commit(base, batch, *snapshot).await,
         };
         // Each stored write's `before` is what the one before it stored.
         let mut stored: Vec<(Option<Arc<Stored>>, Option<CommitResult>)> = Vec::new();

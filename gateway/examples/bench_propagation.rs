@@ -35,9 +35,21 @@ impl Drop for Proc {
 }
 
 struct Node {
-    _proc: Proc,
+    proc: Proc,
     port: u16,
     admin: u16,
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
+    // Fields after the command name (in parentheses): utime and stime are
+    // the 14th and 15th of the line.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 fn wait_port(port: u16, what: &str) -> Result<(), BoxError> {
@@ -94,7 +106,7 @@ fn start_node(
     let proc = Proc(child);
     wait_port(port, name)?;
     wait_port(admin, name)?;
-    Ok(Node { _proc: proc, port, admin })
+    Ok(Node { proc, port, admin })
 }
 
 /// A minimal HTTP/1.1 upstream answering 200 "ok" to everything.
@@ -272,8 +284,15 @@ async fn open_loop_writes(
         let churn: v1::Route = from_json(
             serde_json::json!({ "id": format!("churn{w}"), "uris": [format!("/churn{w}-0")], "upstream_id": "u" }),
         )?;
-        let entry = res.clone().create_route(v1::CreateRouteRequest { route: Some(churn) }).await?.into_inner();
-        revisions.push(entry.meta.map(|m| m.revision).unwrap_or(0));
+        // Created by the first run, taken over by the next.
+        let meta = match res.clone().create_route(v1::CreateRouteRequest { route: Some(churn) }).await {
+            Ok(e) => e.into_inner().meta,
+            Err(e) if e.code() == tonic::Code::AlreadyExists => {
+                res.clone().get_route(v1::GetRouteRequest { id: format!("churn{w}") }).await?.into_inner().meta
+            }
+            Err(e) => return Err(e.into()),
+        };
+        revisions.push(meta.map(|m| m.revision).unwrap_or(0));
     }
     let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
     let due_rx = std::sync::Arc::new(tokio::sync::Mutex::new(due_rx));
@@ -340,31 +359,75 @@ async fn open_loop_writes(
     Ok((stats, elapsed))
 }
 
+/// 200 writes/s through the first node for 5 s with no traffic: the CPU
+/// each write costs each node (the data plane idle, so all of it is the
+/// write's).
+async fn write_cost(nodes: &[Node], label: &str) -> Result<(), BoxError> {
+    let admin = nodes[0].admin;
+    let before: Vec<Duration> = nodes.iter().map(|n| cpu_time(n.proc.0.id())).collect();
+    let (stats, _) = writer_thread(admin, 5).join().map_err(|_| "the writers panicked")??;
+    let writes = stats.latencies.len().max(1) as f64;
+    let per_node: Vec<String> = nodes
+        .iter()
+        .zip(before)
+        .map(|(n, b)| format!("{:.2}", ms(cpu_time(n.proc.0.id()).saturating_sub(b)) / writes))
+        .collect();
+    println!(
+        "write cost {label}: 200 writes/s for 5 s, no traffic: CPU per write {} ms (node{} written through first)",
+        per_node.join(" / "),
+        if nodes.len() > 1 { "s; the one" } else { "" }
+    );
+    Ok(())
+}
+
+/// The open-loop writers on a thread of their own. The writing client
+/// stands for a business system on another machine: it runs at the
+/// priority of the gateway's control plane, so that on a small machine its
+/// own CPU (gRPC and JSON encoding) does not count against the data plane.
+fn writer_thread(admin: u16, seconds: u64) -> std::thread::JoinHandle<Result<(WriteStats, Duration), BoxError>> {
+    std::thread::spawn(move || -> Result<(WriteStats, Duration), BoxError> {
+        gateway::server::control_plane_thread();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async move {
+            let ch = Channel::from_shared(format!("http://127.0.0.1:{admin}"))?.connect().await?;
+            open_loop_writes(ResourceServiceClient::new(ch), seconds).await
+        })
+    })
+}
+
 /// 200 writes/s through the first node for `seconds` while wrk loads it,
-/// against wrk alone.
+/// against wrk alone before and after (their mean, so that a machine
+/// getting busier or quieter during the run does not read as the writes'
+/// effect).
 async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&'static str>) -> Result<(), BoxError> {
     let mut res = api(&nodes[0]).await?;
     let bench: v1::Route = from_json(serde_json::json!({ "id": "bench", "uris": ["/bench"], "upstream_id": "u" }))?;
     res.create_route(v1::CreateRouteRequest { route: Some(bench) }).await?;
     let port = nodes[0].port;
-    let baseline_secs = (seconds / 2).max(5);
-    let (base_rps, base_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
+    let admin = nodes[0].admin;
+    let baseline_secs = (seconds / 3).max(5);
+    let (before_rps, before_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
     let load = tokio::task::spawn_blocking(move || wrk(port, seconds, wrk_cpus));
-    let (mut stats, elapsed) = open_loop_writes(res, seconds).await?;
+    let writes = writer_thread(admin, seconds);
     let (rps, failed) = load.await??;
+    let (mut stats, elapsed) = writes.join().map_err(|_| "the writers panicked")??;
+    let (after_rps, after_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
+    let base_rps = (before_rps + after_rps) / 2.0;
     let writes = stats.latencies.len();
     let rate = writes as f64 / elapsed.as_secs_f64();
     stats.latencies.sort();
     println!(
         "sustained {label}: {writes} writes due at 200/s over {seconds} s by {WRITERS} writers: {rate:.0}/s reached, \
          write latency (from when due) p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} failed, {} conflicts; \
-         under wrk -c16: failed requests {failed}; {rps:.0} req/s vs {base_rps:.0} req/s without writes ({:+.1}%; baseline failed {base_failed})",
+         under wrk -c16: failed requests {failed}; {rps:.0} req/s vs {base_rps:.0} req/s without writes ({:+.1}%; \
+         {before_rps:.0} before and {after_rps:.0} after, {} failed)",
         ms(percentile(&stats.latencies, 0.5)),
         ms(percentile(&stats.latencies, 0.99)),
         ms(stats.latencies.last().copied().unwrap_or_default()),
         stats.failed,
         stats.conflicts,
-        (rps / base_rps - 1.0) * 100.0
+        (rps / base_rps - 1.0) * 100.0,
+        before_failed + after_failed,
     );
     Ok(())
 }
@@ -402,6 +465,7 @@ async fn main() -> Result<(), BoxError> {
         let file = "  file: { path: $DIR/config.yaml }\n";
         let nodes = vec![start_node(&binary, &tmp, "file", file, 2, None)?];
         propagation(&nodes, upstream_port, writes, "file store, 1 node").await?;
+        write_cost(&nodes, "file store, 1 node").await?;
         sustained(&nodes, seconds, "file store, 1 node", None).await?;
     }
     {
@@ -432,6 +496,7 @@ async fn main() -> Result<(), BoxError> {
             start_node(&binary, &tmp, "etcd-c", &store, 1, others)?,
         ];
         propagation(&nodes, upstream_port, writes, "etcd, 3 nodes").await?;
+        write_cost(&nodes, "etcd, 3 nodes").await?;
         sustained(&nodes, seconds, "etcd, 3 nodes (wrk on the node written through)", measured).await?;
     }
     let _ = std::fs::remove_dir_all(&tmp);

@@ -8,9 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
-use crate::admin::store::{Key, Meta};
+use crate::admin::store::{Key, Metas};
 
 /// What a secret reads as in every response and event.
 pub const REDACTED: &str = "<redacted>";
@@ -241,7 +240,7 @@ pub struct YamlRenderer {
 impl YamlRenderer {
     /// The text of `config`, whose resources' hashes are in `metas`; the
     /// same as [`to_yaml`].
-    pub fn render(&mut self, config: &v1::Config, metas: &BTreeMap<Key, Meta>) -> String {
+    pub fn render(&mut self, config: &v1::Config, metas: &Metas) -> String {
         use v1::resource::Kind;
         let mut blocks = std::collections::HashMap::with_capacity(self.blocks.len());
         let mut out = String::from(YAML_HEADER);
@@ -296,7 +295,7 @@ impl YamlRenderer {
         &self,
         out: &mut String,
         blocks: &mut std::collections::HashMap<Key, (String, std::sync::Arc<str>)>,
-        metas: &BTreeMap<Key, Meta>,
+        metas: &Metas,
         name: &str,
         kind: v1::resource::Kind,
         items: &[T],
@@ -464,7 +463,7 @@ mod tests {
         use crate::admin::store::{changes, next_metas};
         let mut renderer = YamlRenderer::default();
         let mut previous = v1::Config::default();
-        let mut metas = BTreeMap::new();
+        let mut metas = Metas::new();
         let mut check = |config: v1::Config, what: &str| {
             metas = next_metas(&metas, &changes(&previous, &config), 1, None);
             assert_eq!(renderer.render(&config, &metas), to_yaml(&config), "{what}");

@@ -46,6 +46,11 @@ use crate::snapshot::Snapshot;
 /// A resource's place in the config: its kind and id.
 pub type Key = (v1::resource::Kind, String);
 
+/// The metadata of every resource, by key: a persistent map, so that the
+/// next revision's is the previous one plus the changes (O(log n) per
+/// change), not a copy of it (~100 us per write at 200 routes).
+pub type Metas = imbl::OrdMap<Key, Meta>;
+
 /// What the store keeps about one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -72,7 +77,7 @@ impl Meta {
 pub struct Stored {
     pub config: Arc<v1::Config>,
     pub revision: i64,
-    pub metas: BTreeMap<Key, Meta>,
+    pub metas: Metas,
     /// [`json::config_hash`] of `config`.
     pub hash: String,
     /// When this revision was applied by this node.
@@ -247,12 +252,7 @@ fn diff_collection<T: PartialEq + Clone>(
 }
 
 /// The metadata after `changes` at `revision`.
-pub(crate) fn next_metas(
-    previous: &BTreeMap<Key, Meta>,
-    changes: &[Change],
-    revision: i64,
-    time: Option<(i64, i32)>,
-) -> BTreeMap<Key, Meta> {
+pub(crate) fn next_metas(previous: &Metas, changes: &[Change], revision: i64, time: Option<(i64, i32)>) -> Metas {
     let mut metas = previous.clone();
     for (key, _, new_value) in changes {
         match new_value {
@@ -890,7 +890,7 @@ mod tests {
         let c = config(9, true);
         let stored = Stored {
             revision: 2,
-            metas: BTreeMap::new(),
+            metas: Metas::new(),
             hash: json::config_hash(&c),
             config: Arc::new(c.clone()),
             applied_time: SystemTime::now(),

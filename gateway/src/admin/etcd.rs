@@ -293,7 +293,12 @@ fn meta(d: &Doc, update_time: Option<(i64, i32)>) -> Meta {
 
 /// Validates and compiles a whole config (blocking).
 fn check(config: v1::Config, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
-    if let Err(report) = pingora_config::validate_message(&config, "etcd") {
+    // Validated by its changes when they allow it (see
+    // `write::valid_by_its_changes`): the previous snapshot's config is
+    // valid.
+    let by_changes = previous
+        .is_some_and(|p| crate::admin::write::valid_by_its_changes(&config, &store::changes(&p.config, &config)));
+    if !by_changes && let Err(report) = pingora_config::validate_message(&config, "etcd") {
         return Err(report.to_string());
     }
     Snapshot::build(config, defaults, previous).map_err(|e| e.to_string())

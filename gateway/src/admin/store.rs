@@ -427,6 +427,9 @@ struct FileState {
     written: Option<FileId>,
     /// Renders the file a resource at a time.
     yaml: json::YamlRenderer,
+    /// The revisions kept in `<path>.versions/`, oldest first: read from
+    /// the directory at the first write, then kept up to date here.
+    versions: Option<VecDeque<i64>>,
 }
 
 /// What identifies a version of a file without reading it: the inode each
@@ -511,6 +514,7 @@ impl FileConfigStore {
                 text: text.clone(),
                 written: None,
                 yaml: json::YamlRenderer::default(),
+                versions: None,
             }),
             history: Mutex::new(VecDeque::from([stored.clone()])),
             events: EventLog::new(node_id, revision),
@@ -611,7 +615,13 @@ impl FileConfigStore {
     /// one sync of the directory (three syncs, not four). A crash between
     /// the renames leaves a sidecar that does not match the file, which the
     /// next start handles (it derives the revisions).
-    fn persist(&self, old_revision: i64, stored: &Stored, text: &str) -> std::io::Result<Option<FileId>> {
+    fn persist(
+        &self,
+        old_revision: i64,
+        stored: &Stored,
+        text: &str,
+        versions: &mut Option<VecDeque<i64>>,
+    ) -> std::io::Result<Option<FileId>> {
         if self.keep_versions > 0 && self.path.exists() {
             let dir = versions_dir(&self.path);
             std::fs::create_dir_all(&dir)?;
@@ -620,7 +630,14 @@ impl FileConfigStore {
             if std::fs::hard_link(&self.path, &kept).is_err() {
                 std::fs::copy(&self.path, &kept)?;
             }
-            prune_versions(&dir, self.keep_versions as usize);
+            let kept = versions.get_or_insert_with(|| kept_versions(&dir));
+            kept.retain(|r| *r != old_revision);
+            kept.push_back(old_revision);
+            while kept.len() > self.keep_versions as usize {
+                if let Some(r) = kept.pop_front() {
+                    let _ = std::fs::remove_file(dir.join(format!("{r}.yaml")));
+                }
+            }
         }
         let config_tmp = write_temp(&self.path, text.as_bytes())?;
         // The rename keeps the inode, size and modification time.
@@ -734,7 +751,8 @@ impl FileConfigStore {
         let text = state.yaml.render(&last.config, &last.metas);
         // Set before the rename: the watcher then sees our own text and skips it.
         let old_text = std::mem::replace(&mut state.text, text.clone());
-        match self.persist(base, &last, &text) {
+        let state = &mut *state;
+        match self.persist(base, &last, &text, &mut state.versions) {
             Ok(written) => state.written = written,
             Err(e) => {
                 state.text = old_text;
@@ -780,22 +798,15 @@ fn remove_stale_temp_files(path: &Path) {
     }
 }
 
-/// Keeps the `keep` newest `<revision>.yaml` files of `dir`.
-fn prune_versions(dir: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut found: Vec<(i64, PathBuf)> = entries
+/// The revisions of the `<revision>.yaml` files of `dir`, oldest first.
+fn kept_versions(dir: &Path) -> VecDeque<i64> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return VecDeque::new() };
+    let mut found: Vec<i64> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let rev = name.strip_suffix(".yaml")?.parse().ok()?;
-            Some((rev, e.path()))
-        })
+        .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".yaml")?.parse().ok())
         .collect();
     found.sort();
-    let excess = found.len().saturating_sub(keep);
-    for (_, p) in found.into_iter().take(excess) {
-        let _ = std::fs::remove_file(p);
-    }
+    found.into()
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new
@@ -903,8 +914,14 @@ mod tests {
         )
         .await;
         assert!(matches!(stale.as_slice(), [Err(CommitError::Stale { current: 5 })]));
-        let kept: Vec<_> = std::fs::read_dir(versions_dir(&path)).map(|d| d.count()).into_iter().collect();
-        assert_eq!(kept, [2]);
+        let kept = || {
+            let mut names: Vec<String> = std::fs::read_dir(versions_dir(&path))
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            names.sort();
+            names
+        };
+        assert_eq!(kept(), ["3.yaml", "4.yaml"]);
         let a = (v1::resource::Kind::Upstream, "a".to_owned());
         let b = (v1::resource::Kind::Upstream, "b".to_owned());
         let before = store.current().metas.clone();
@@ -921,5 +938,14 @@ mod tests {
         assert_eq!(edited.revision(), 6);
         assert_eq!(metas[&a], before[&a]);
         assert!(!metas.contains_key(&b));
+
+        // The versions kept before the restart are pruned after it.
+        let writer = crate::admin::write::Writer::new(Arc::new(edited.clone()), edited.live.clone(), Timeouts::DEFAULT);
+        for w in 7..=8 {
+            let c = config(w, false);
+            assert!(writer.write(move |_| Ok(c.clone())).await.is_ok());
+        }
+        assert_eq!(edited.revision(), 8);
+        assert_eq!(kept(), ["6.yaml", "7.yaml"]);
     }
 }

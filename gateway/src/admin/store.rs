@@ -607,7 +607,7 @@ impl FileConfigStore {
     }
 
     fn write_sidecar(&self, stored: &Stored, text: &str) -> std::io::Result<()> {
-        write_atomic(&sidecar_path(&self.path), &Self::sidecar_bytes(stored, text)?)
+        write_atomic_in(&temp_dir(&self.path), &sidecar_path(&self.path), &Self::sidecar_bytes(stored, text)?)
     }
 
     /// Writes the file (keeping the one it replaces) and the sidecar: both
@@ -639,14 +639,15 @@ impl FileConfigStore {
                 }
             }
         }
-        let config_tmp = write_temp(&self.path, text.as_bytes())?;
+        let tmp_dir = temp_dir(&self.path);
+        let config_tmp = write_temp(&tmp_dir, &self.path, text.as_bytes())?;
         // The rename keeps the inode, size and modification time.
         let written = FileId::of(&config_tmp);
         // The config is what matters: a sidecar that cannot be written must
         // not turn the write into an error (the next start derives the
         // revisions).
         let sidecar = sidecar_path(&self.path);
-        let sidecar_tmp = match Self::sidecar_bytes(stored, text).and_then(|b| write_temp(&sidecar, &b)) {
+        let sidecar_tmp = match Self::sidecar_bytes(stored, text).and_then(|b| write_temp(&tmp_dir, &sidecar, &b)) {
             Ok(t) => Some(t),
             Err(e) => {
                 log::warn!("file store: cannot write {}: {e}", sidecar.display());
@@ -784,15 +785,23 @@ fn versions_dir(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Removes the temporary files a crash in the middle of a write left.
+/// Removes the temporary files a crash in the middle of a write left (in
+/// the temporary directory, and beside the file where earlier versions
+/// wrote them).
 fn remove_stale_temp_files(path: &Path) {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
     let prefixes = [format!(".{name}.tmp-"), format!(".{name}.state.json.tmp-")];
-    for e in entries.filter_map(|e| e.ok()) {
-        let file = e.file_name().to_string_lossy().into_owned();
-        if prefixes.iter().any(|p| file.starts_with(p.as_str())) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.filter_map(|e| e.ok()) {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| file.starts_with(p.as_str())) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(temp_dir(path)) {
+        for e in entries.filter_map(|e| e.ok()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -810,10 +819,15 @@ fn kept_versions(dir: &Path) -> VecDeque<i64> {
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new
-/// content: temporary file in the same directory, fsync, rename, fsync of
+/// content: temporary file in a directory beside it, fsync, rename, fsync of
 /// the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = write_temp(path, bytes)?;
+    write_atomic_in(&temp_dir(path), path, bytes)
+}
+
+/// [`write_atomic`] with the temporary file in `dir`.
+fn write_atomic_in(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = write_temp(dir, path, bytes)?;
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
@@ -821,13 +835,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_dir(path)
 }
 
-/// `bytes` in a temporary file beside `path`, synced: its path.
-fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+/// Where the temporary files of writes to `path` go: a directory of their
+/// own beside it (`.<name>.tmp/`), so that writing them raises no event in
+/// the directory the file store watches; only the renames into place do.
+fn temp_dir(path: &Path) -> PathBuf {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    dir.join(format!(".{name}.tmp"))
+}
+
+/// `bytes` in a temporary file for `path` in `dir` (a [`temp_dir`], on the
+/// same file system, so the rename into place is atomic), synced: its path.
+fn write_temp(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!("{name}-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = match std::fs::File::create(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                std::fs::File::create(&tmp)?
+            }
+            other => other?,
+        };
         f.write_all(bytes)?;
         f.sync_all()
     })();
@@ -888,10 +917,16 @@ mod tests {
         };
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, json::to_yaml(&config(1, true))).unwrap_or_else(|e| panic!("{e}"));
+        // Temporary files a crash left, where this version and earlier ones
+        // write them.
         std::fs::write(dir.path().join(".config.yaml.tmp-999"), "half a write").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(dir.path().join(".config.yaml.tmp")).unwrap_or_else(|e| panic!("{e}"));
+        let stale = dir.path().join(".config.yaml.tmp/config.yaml.state.json-999");
+        std::fs::write(&stale, "half a write").unwrap_or_else(|e| panic!("{e}"));
         let store = open(&path);
         assert_eq!(store.revision(), 1);
         assert!(!dir.path().join(".config.yaml.tmp-999").exists());
+        assert!(!stale.exists());
         let writer = crate::admin::write::Writer::new(Arc::new(store.clone()), store.live.clone(), Timeouts::DEFAULT);
         for w in 2..=5 {
             let c = config(w, true);

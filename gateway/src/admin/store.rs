@@ -149,8 +149,7 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// waiting on the network (the file store): the writer then plans and
     /// commits a batch on one blocking thread, one hand-off between threads
     /// fewer per batch. Otherwise gives the batch back for [`Self::commit`].
-    fn commit_here(&self, base: i64, batch: Vec<Proposed>, snapshot: Snapshot) -> CommitHere {
-        let _ = base;
+    fn commit_here(&self, _base: i64, batch: Vec<Proposed>, snapshot: Snapshot) -> CommitHere {
         CommitHere::Later(batch, Box::new(snapshot))
     }
     /// The config in the form the store keeps it (etcd: each collection
@@ -702,19 +701,13 @@ impl ConfigStore for Arc<FileConfigStore> {
     ) -> Vec<Result<Arc<Stored>, CommitError>> {
         let this = self.clone();
         let n = batch.len();
-        match tokio::task::spawn_blocking(move || this.commit_here(base, batch, snapshot)).await {
-            Ok(CommitHere::Done(results)) => results,
-            Ok(CommitHere::Later(..)) => vec![Err(CommitError::Io("the file store did not commit".into())); n],
-            Err(e) => vec![Err(CommitError::Io(e.to_string())); n],
-        }
+        tokio::task::spawn_blocking(move || this.commit_now(base, batch, snapshot))
+            .await
+            .unwrap_or_else(|e| vec![Err(CommitError::Io(e.to_string())); n])
     }
 
     fn commit_here(&self, base: i64, batch: Vec<Proposed>, snapshot: Snapshot) -> CommitHere {
-        let n = batch.len();
-        CommitHere::Done(match self.commit_blocking(base, batch, snapshot) {
-            Ok(stored) => stored.into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(e); n],
-        })
+        CommitHere::Done(self.commit_now(base, batch, snapshot))
     }
 
     fn events(&self) -> &EventLog {
@@ -731,6 +724,15 @@ impl FileConfigStore {
         match self.state.lock() {
             Ok(s) => s.stored.clone(),
             Err(poisoned) => poisoned.into_inner().stored.clone(),
+        }
+    }
+
+    /// [`Self::commit_blocking`], one result per write.
+    fn commit_now(&self, base: i64, batch: Vec<Proposed>, snapshot: Snapshot) -> Vec<Result<Arc<Stored>, CommitError>> {
+        let n = batch.len();
+        match self.commit_blocking(base, batch, snapshot) {
+            Ok(stored) => stored.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e); n],
         }
     }
 

@@ -25,7 +25,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pingora_config::v1::upstream::{PassHost, Scheme};
@@ -100,13 +100,13 @@ impl Ctx {
         self.plugin.upstream.as_ref().or_else(|| self.route()?.upstream.as_ref())
     }
 
-    /// The snapshot and route index, to build a [`Pipeline`] while the rest
-    /// of the context is borrowed mutably.
-    fn pipeline_parts(&self) -> Option<(Arc<Snapshot>, Option<usize>)> {
-        if !self.plugins {
+    /// The request's pipeline when it has plugins. Borrows only the
+    /// snapshot field, so the hooks can take `&mut self.plugin` beside it.
+    fn pipeline_of(snapshot: &Option<Arc<Snapshot>>, plugins: bool, route: Option<usize>) -> Option<Pipeline<'_>> {
+        if !plugins {
             return None;
         }
-        Some((self.snapshot.clone()?, self.route))
+        Some(pipeline(snapshot.as_deref()?, route))
     }
 }
 
@@ -214,7 +214,7 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
         }
         ctx.tls = session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some();
-        let Some((snapshot, route)) = ctx.pipeline_parts() else {
+        let Some(p) = Ctx::pipeline_of(&ctx.snapshot, ctx.plugins, ctx.route) else {
             if ctx.route.is_none() {
                 // No plugin anywhere: the 404 needs no hooks.
                 let r = not_found();
@@ -227,10 +227,9 @@ impl ProxyHttp for Gateway {
             }
             return Ok(false);
         };
-        let p = pipeline(&snapshot, route);
         let answer = match p.request(session, &mut ctx.plugin).await? {
             Some(r) => Some(r),
-            None if route.is_none() => Some(not_found()),
+            None if ctx.route.is_none() => Some(not_found()),
             None => None,
         };
         if let Some(r) = answer {
@@ -249,7 +248,10 @@ impl ProxyHttp for Gateway {
             (Some(_), None) => return Error::e_explain(ErrorType::HTTPStatus(502), "the route has no upstream"),
             (None, _) => return Error::e_explain(ErrorType::HTTPStatus(404), "no route"),
         };
-        ctx.upstream_started = Some(Instant::now());
+        if ctx.plugins {
+            // For the log hooks only (a request without plugins has none).
+            ctx.upstream_started = Some(Instant::now());
+        }
         let key = hash_key(session, &upstream);
         let Some(node_index) = upstream.select(&key, &ctx.tried) else {
             return Error::e_explain(
@@ -348,8 +350,8 @@ impl ProxyHttp for Gateway {
                 upstream_request.remove(&X_CONSUMER_USERNAME);
             }
         }
-        if let Some((snapshot, route)) = ctx.pipeline_parts() {
-            pipeline(&snapshot, route).upstream_request(session, upstream_request, &mut ctx.plugin)?;
+        if let Some(p) = Ctx::pipeline_of(&ctx.snapshot, ctx.plugins, ctx.route) {
+            p.upstream_request(session, upstream_request, &mut ctx.plugin)?;
         }
         Ok(())
     }
@@ -388,13 +390,15 @@ impl ProxyHttp for Gateway {
         if let (Some(upstream), Some(node)) = (ctx.upstream(), ctx.node) {
             upstream.observe(node, Some(upstream_response.status.as_u16()));
         }
-        ctx.upstream_latency = ctx.upstream_started.map(|t| t.elapsed());
+        if let Some(t) = ctx.upstream_started {
+            ctx.upstream_latency = Some(t.elapsed());
+        }
         Ok(())
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        if let Some((snapshot, route)) = ctx.pipeline_parts() {
-            pipeline(&snapshot, route).response(session, resp, &mut ctx.plugin)?;
+        if let Some(p) = Ctx::pipeline_of(&ctx.snapshot, ctx.plugins, ctx.route) {
+            p.response(session, resp, &mut ctx.plugin)?;
         }
         Ok(())
     }
@@ -406,8 +410,8 @@ impl ProxyHttp for Gateway {
         end: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        if let Some((snapshot, route)) = ctx.pipeline_parts() {
-            pipeline(&snapshot, route).response_body(body, end, &mut ctx.plugin)?;
+        if let Some(p) = Ctx::pipeline_of(&ctx.snapshot, ctx.plugins, ctx.route) {
+            p.response_body(body, end, &mut ctx.plugin)?;
             if ctx.capture.response > ctx.response_body.len()
                 && let Some(b) = body
             {
@@ -453,9 +457,9 @@ impl ProxyHttp for Gateway {
             upstream.observe(node, None);
         }
         if code > 0 {
-            match ctx.pipeline_parts() {
-                Some((snapshot, route)) if session.response_written().is_none() => {
-                    let _ = pipeline(&snapshot, route).answer(session, &mut ctx.plugin, Response::status(code)).await;
+            match Ctx::pipeline_of(&ctx.snapshot, ctx.plugins, ctx.route) {
+                Some(p) if session.response_written().is_none() => {
+                    let _ = p.answer(session, &mut ctx.plugin, Response::status(code)).await;
                 }
                 _ => {
                     let _ = session.respond_error(code).await;
@@ -469,8 +473,7 @@ impl ProxyHttp for Gateway {
         if let (Some(upstream), Some(node)) = (ctx.upstream(), ctx.node) {
             upstream.nodes[node].in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let Some((snapshot, route)) = ctx.pipeline_parts() else { return };
-        let p = pipeline(&snapshot, route);
+        let Some(p) = Ctx::pipeline_of(&ctx.snapshot, ctx.plugins, ctx.route) else { return };
         if !p.has(crate::plugins::Hooks::LOG, ctx.plugin.consumer.as_deref()) {
             return;
         }
@@ -486,7 +489,7 @@ impl ProxyHttp for Gateway {
                 _ => None,
             },
             upstream: upstream.filter(|_| ctx.node.is_some()),
-            start: SystemTime::now() - latency,
+            start: Default::default(),
             latency,
             upstream_latency: ctx.upstream_latency,
             bytes_received: session.body_bytes_read(),

@@ -90,7 +90,14 @@ impl Plugin for Cors {
         Hooks::REQUEST
     }
 
-    async fn request(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
+    fn request_now(&self, session: &mut Session, ctx: &mut PluginCtx) -> Option<pingora_error::Result<Flow>> {
+        Some(self.check(session, ctx))
+    }
+}
+
+impl Cors {
+    /// The request phase (it never waits: [`Plugin::request_now`]).
+    fn check(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
         let req = session.req_header();
         let Some(origin) = req.headers.get(header::ORIGIN).cloned() else { return Ok(Flow::Continue) };
         let allowed = origin.to_str().is_ok_and(|o| self.allowed(o));

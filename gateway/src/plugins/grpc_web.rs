@@ -58,7 +58,14 @@ impl Plugin for GrpcWeb {
         Ok(())
     }
 
-    async fn request(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
+    fn request_now(&self, session: &mut Session, ctx: &mut PluginCtx) -> Option<pingora_error::Result<Flow>> {
+        Some(self.check(session, ctx))
+    }
+}
+
+impl GrpcWeb {
+    /// The request phase (it never waits: [`Plugin::request_now`]).
+    fn check(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
         let req = session.req_header();
         let Some(origin) = req.headers.get(header::ORIGIN) else { return Ok(Flow::Continue) };
         let Some(allow) = self.allow(origin) else { return Ok(Flow::Continue) };

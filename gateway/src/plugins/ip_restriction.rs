@@ -68,7 +68,14 @@ impl Plugin for IpRestriction {
         Hooks::REQUEST
     }
 
-    async fn request(&self, session: &mut Session, _ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
+    fn request_now(&self, session: &mut Session, ctx: &mut PluginCtx) -> Option<pingora_error::Result<Flow>> {
+        Some(self.check(session, ctx))
+    }
+}
+
+impl IpRestriction {
+    /// The request phase (it never waits: [`Plugin::request_now`]).
+    fn check(&self, session: &mut Session, _ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
         let Some(ip) = self.client(session) else { return Ok(Flow::Respond(self.rejection.clone())) };
         let denied = self.deny.iter().any(|n| n.contains(&ip))
             || (!self.allow.is_empty() && !self.allow.iter().any(|n| n.contains(&ip)));

@@ -15,7 +15,7 @@ use crate::upstream::duration;
 
 #[derive(Default)]
 pub struct Slots {
-    in_use: Mutex<HashMap<Box<[u8]>, u32>>,
+    in_use: Mutex<HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>>,
 }
 
 /// Releases a slot when the request ends.

@@ -21,7 +21,7 @@ pub struct Windows {
 
 #[derive(Default)]
 struct Shard {
-    windows: HashMap<Box<[u8]>, (Instant, u32)>,
+    windows: HashMap<Box<[u8]>, (Instant, u32), foldhash::fast::RandomState>,
     /// Expired windows are swept when the map grows past this.
     sweep_at: usize,
 }
@@ -96,7 +96,14 @@ impl Plugin for LimitCount {
         Hooks::REQUEST
     }
 
-    async fn request(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
+    fn request_now(&self, session: &mut Session, ctx: &mut PluginCtx) -> Option<pingora_error::Result<Flow>> {
+        Some(self.check(session, ctx))
+    }
+}
+
+impl LimitCount {
+    /// The request phase (it never waits: [`Plugin::request_now`]).
+    fn check(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
         let key = self.key.key(session, ctx);
         let (allowed, remaining, reset) = self.windows.hit(&key, self.count, self.window);
         if self.headers {

@@ -15,7 +15,7 @@ use super::{BuildCx, Flow, Hooks, Plugin, PluginCtx, Response, shared_state};
 /// when it was last updated.
 #[derive(Default)]
 pub struct Buckets {
-    map: Mutex<HashMap<Box<[u8]>, Bucket>>,
+    map: Mutex<HashMap<Box<[u8]>, Bucket, foldhash::fast::RandomState>>,
 }
 
 /// The excess and when it was computed.

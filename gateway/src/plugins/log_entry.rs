@@ -17,8 +17,9 @@ pub struct LogEntry<'a> {
     pub upstream_addr: Option<std::net::SocketAddr>,
     /// The upstream the request went to (its identity keys metric caches).
     pub upstream: Option<&'a std::sync::Arc<crate::upstream::Upstream>>,
-    /// When the request started.
-    pub start: SystemTime,
+    /// When the request started: read from the clock only when a logger
+    /// asks ([`LogEntry::start`]), so the metrics alone cost no clock read.
+    pub start: std::cell::OnceCell<SystemTime>,
     /// From the request's start to the end of the response.
     pub latency: Duration,
     /// From choosing the node to the upstream's response header.
@@ -31,6 +32,13 @@ pub struct LogEntry<'a> {
     pub response_body: Option<&'a [u8]>,
     /// The error that ended the request, if any.
     pub error: Option<String>,
+}
+
+impl LogEntry<'_> {
+    /// When the request started (wall clock).
+    pub fn start(&self) -> SystemTime {
+        *self.start.get_or_init(|| SystemTime::now() - self.latency)
+    }
 }
 
 /// How much of the bodies a logger keeps.
@@ -83,7 +91,7 @@ impl LogEntry<'_> {
 
     /// The JSON access-log entry (file_logger JSON, http_logger batches).
     pub fn json(&self, ctx: &PluginCtx, body: &BodyLimits) -> serde_json::Value {
-        let start: chrono::DateTime<chrono::Utc> = self.start.into();
+        let start: chrono::DateTime<chrono::Utc> = self.start().into();
         let mut request = serde_json::json!({
             "method": self.request.method.as_str(),
             "uri": self.request.uri.to_string(),
@@ -125,7 +133,7 @@ impl LogEntry<'_> {
     /// The combined log format followed by the request id, route id,
     /// upstream address and total latency in seconds.
     pub fn text_line(&self, ctx: &PluginCtx) -> String {
-        let start: chrono::DateTime<chrono::Local> = self.start.into();
+        let start: chrono::DateTime<chrono::Local> = self.start().into();
         let header = |name: http::header::HeaderName| {
             self.request.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").replace('"', "\\\"")
         };

@@ -90,6 +90,8 @@ impl Hooks {
     pub const RESPONSE_BODY: Hooks = Hooks(1 << 4);
     pub const LOG: Hooks = Hooks(1 << 5);
     pub const NONE: Hooks = Hooks(0);
+    /// How many hooks there are.
+    pub const COUNT: usize = 6;
 
     pub const fn or(self, other: Hooks) -> Hooks {
         Hooks(self.0 | other.0)
@@ -210,6 +212,14 @@ pub trait Plugin: Send + Sync {
         Ok(Flow::Continue)
     }
 
+    /// The request phase of a plugin that never waits. `Some` is its
+    /// outcome and [`Plugin::request`] is not called; `None` (the default)
+    /// runs `request`. A plugin implements one of the two: this one costs
+    /// no boxed future per request.
+    fn request_now(&self, _session: &mut Session, _ctx: &mut PluginCtx) -> Option<pingora_error::Result<Flow>> {
+        None
+    }
+
     /// An authentication plugin: what the request's credential says. Only
     /// called when [`Plugin::is_auth`] is true.
     fn authenticate(&self, _session: &mut Session) -> Auth {
@@ -290,6 +300,9 @@ pub struct PluginChain {
     /// global rules is skipped too.
     disabled: Vec<&'static str>,
     hooks: Hooks,
+    /// `entries` implementing each hook (by bit position), in order: a
+    /// request walks one of these instead of filtering `entries`.
+    by_hook: [Vec<Entry>; Hooks::COUNT],
 }
 
 /// The plugin configs that apply to a route, lowest precedence first.
@@ -317,7 +330,17 @@ impl PluginChain {
     pub fn from_entries(mut entries: Vec<Entry>, disabled: Vec<&'static str>) -> PluginChain {
         entries.sort_by_key(|e| e.priority);
         let hooks = entries.iter().fold(Hooks::NONE, |h, e| h | e.hooks);
-        PluginChain { entries, disabled, hooks }
+        let by_hook = std::array::from_fn(|bit| {
+            let hook = Hooks(1 << bit);
+            entries.iter().filter(|e| e.hooks.has(hook)).cloned().collect()
+        });
+        PluginChain { entries, disabled, hooks, by_hook }
+    }
+
+    /// The entries implementing `hook` (one hook), in execution order.
+    pub fn hooked(&self, hook: Hooks) -> &[Entry] {
+        debug_assert_eq!(hook.0.count_ones(), 1, "one hook at a time");
+        &self.by_hook[hook.0.trailing_zeros() as usize]
     }
 
     pub fn is_empty(&self) -> bool {
@@ -376,15 +399,38 @@ impl<'a> Pipeline<'a> {
             || consumer.is_some_and(|c| c.plugins.hooks.has(hook))
     }
 
-    /// Runs `early` of every plugin.
-    pub fn early(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<()> {
-        if !self.has(Hooks::EARLY, None) {
+    /// Calls `f` on the entries implementing `hook`, in the order of
+    /// [`Pipeline::entries`], up to the first error. Without global rules
+    /// for `hook` and without consumer plugins (the usual request) it walks
+    /// the route's prebuilt list and collects nothing.
+    fn each<E>(
+        &self,
+        hook: Hooks,
+        consumer: Option<&Consumer>,
+        mut f: impl FnMut(&Entry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let consumer = consumer.filter(|c| !c.plugins.entries.is_empty());
+        if !self.global.hooks.has(hook) && consumer.is_none() {
+            for e in self.route.map(|r| r.hooked(hook)).unwrap_or_default() {
+                f(e)?;
+            }
             return Ok(());
         }
-        for e in self.entries(Hooks::EARLY, None) {
-            e.plugin.early(session, ctx)?;
+        for e in self.entries(hook, consumer) {
+            f(e)?;
         }
         Ok(())
+    }
+
+    /// The consumer whose own plugins take part, if any: a clone only when
+    /// there are such plugins, so hooks can borrow the context mutably.
+    fn consumer_with_plugins(ctx: &PluginCtx) -> Option<Arc<Consumer>> {
+        ctx.consumer.as_ref().filter(|c| !c.plugins.entries.is_empty()).cloned()
+    }
+
+    /// Runs `early` of every plugin.
+    pub fn early(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<()> {
+        self.each(Hooks::EARLY, None, |e| e.plugin.early(session, ctx))
     }
 
     /// Runs the request phase of the global rules, then of the route (with
@@ -395,34 +441,35 @@ impl<'a> Pipeline<'a> {
             let route = self.route;
             let entries: SmallVec<[&Entry; 12]> = self
                 .global
-                .entries
+                .hooked(Hooks::REQUEST)
                 .iter()
-                .filter(|e| e.hooks.has(Hooks::REQUEST) && !route.is_some_and(|r| r.disables(e.name)))
+                .filter(|e| !route.is_some_and(|r| r.disables(e.name)))
                 .collect();
             if let Some(r) = run_request(&entries, session, ctx).await? {
                 return Ok(Some(r));
             }
         }
         let Some(route) = self.route else { return Ok(None) };
-        if !route.hooks.has(Hooks::REQUEST) {
+        let entries = route.hooked(Hooks::REQUEST);
+        if entries.is_empty() {
             return Ok(None);
         }
         // Up to and including authentication: the route's plugins alone
         // (the consumer is not known yet).
-        let split = route.entries.iter().position(|e| e.priority > AUTH_END).unwrap_or(route.entries.len());
-        let before: SmallVec<[&Entry; 12]> =
-            route.entries[..split].iter().filter(|e| e.hooks.has(Hooks::REQUEST)).collect();
-        if let Some(r) = run_request(&before, session, ctx).await? {
+        let split = entries.iter().position(|e| e.priority > AUTH_END).unwrap_or(entries.len());
+        if let Some(r) = run_request(&entries[..split], session, ctx).await? {
             return Ok(Some(r));
         }
-        let consumer = ctx.consumer.clone();
-        let after: SmallVec<[&Entry; 12]> = match consumer.as_deref() {
-            Some(c) if !c.plugins.entries.is_empty() => {
-                route_entries(route, Some(c), Hooks::REQUEST).into_iter().filter(|e| e.priority > AUTH_END).collect()
+        match Self::consumer_with_plugins(ctx) {
+            Some(c) => {
+                let after: SmallVec<[&Entry; 12]> = route_entries(route, Some(&c), Hooks::REQUEST)
+                    .into_iter()
+                    .filter(|e| e.priority > AUTH_END)
+                    .collect();
+                run_request(&after, session, ctx).await
             }
-            _ => route.entries[split..].iter().filter(|e| e.hooks.has(Hooks::REQUEST)).collect(),
-        };
-        run_request(&after, session, ctx).await
+            None => run_request(&entries[split..], session, ctx).await,
+        }
     }
 
     /// Runs the upstream-request hooks.
@@ -432,14 +479,8 @@ impl<'a> Pipeline<'a> {
         req: &mut RequestHeader,
         ctx: &mut PluginCtx,
     ) -> pingora_error::Result<()> {
-        let consumer = ctx.consumer.clone();
-        if !self.has(Hooks::UPSTREAM_REQUEST, consumer.as_deref()) {
-            return Ok(());
-        }
-        for e in self.entries(Hooks::UPSTREAM_REQUEST, consumer.as_deref()) {
-            e.plugin.upstream_request(session, req, ctx)?;
-        }
-        Ok(())
+        let consumer = Self::consumer_with_plugins(ctx);
+        self.each(Hooks::UPSTREAM_REQUEST, consumer.as_deref(), |e| e.plugin.upstream_request(session, req, ctx))
     }
 
     /// Runs the response hooks, then adds the headers plugins queued.
@@ -449,12 +490,8 @@ impl<'a> Pipeline<'a> {
         resp: &mut ResponseHeader,
         ctx: &mut PluginCtx,
     ) -> pingora_error::Result<()> {
-        let consumer = ctx.consumer.clone();
-        if self.has(Hooks::RESPONSE, consumer.as_deref()) {
-            for e in self.entries(Hooks::RESPONSE, consumer.as_deref()) {
-                e.plugin.response(session, resp, ctx)?;
-            }
-        }
+        let consumer = Self::consumer_with_plugins(ctx);
+        self.each(Hooks::RESPONSE, consumer.as_deref(), |e| e.plugin.response(session, resp, ctx))?;
         for (name, value) in ctx.response_headers.drain(..) {
             if name == http::header::VARY {
                 resp.append(&name, value)?;
@@ -468,37 +505,27 @@ impl<'a> Pipeline<'a> {
     /// How much of the bodies the request's loggers want.
     pub fn body_capture(&self, consumer: Option<&Consumer>) -> log_entry::BodyLimits {
         let mut limits = log_entry::BodyLimits::default();
-        if self.has(Hooks::LOG, consumer) {
-            for e in self.entries(Hooks::LOG, consumer) {
-                let b = e.plugin.body_capture();
-                limits.request = limits.request.max(b.request);
-                limits.response = limits.response.max(b.response);
-            }
-        }
+        let _ = self.each(Hooks::LOG, consumer, |e| {
+            let b = e.plugin.body_capture();
+            limits.request = limits.request.max(b.request);
+            limits.response = limits.response.max(b.response);
+            Ok::<(), ()>(())
+        });
         limits
     }
 
     /// Runs the response body hooks on one chunk.
     pub fn response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut PluginCtx) -> pingora_error::Result<()> {
-        let consumer = ctx.consumer.clone();
-        if !self.has(Hooks::RESPONSE_BODY, consumer.as_deref()) {
-            return Ok(());
-        }
-        for e in self.entries(Hooks::RESPONSE_BODY, consumer.as_deref()) {
-            e.plugin.response_body(body, end, ctx)?;
-        }
-        Ok(())
+        let consumer = Self::consumer_with_plugins(ctx);
+        self.each(Hooks::RESPONSE_BODY, consumer.as_deref(), |e| e.plugin.response_body(body, end, ctx))
     }
 
     /// Runs the log hooks.
     pub fn log(&self, entry: &LogEntry<'_>, ctx: &PluginCtx) {
-        let consumer = ctx.consumer.as_deref();
-        if !self.has(Hooks::LOG, consumer) {
-            return;
-        }
-        for e in self.entries(Hooks::LOG, consumer) {
+        let _ = self.each(Hooks::LOG, ctx.consumer.as_deref(), |e| {
             e.plugin.log(entry, ctx);
-        }
+            Ok::<(), ()>(())
+        });
     }
 
     /// Writes a response produced by the gateway, through the response
@@ -549,22 +576,22 @@ fn route_entries<'a>(route: &'a PluginChain, consumer: Option<&'a Consumer>, hoo
 
 /// Runs request hooks in order; a run of adjacent auth plugins is one
 /// stage where the first credential found decides.
-async fn run_request(
-    entries: &[&Entry],
+async fn run_request<E: std::borrow::Borrow<Entry>>(
+    entries: &[E],
     session: &mut Session,
     ctx: &mut PluginCtx,
 ) -> pingora_error::Result<Option<Response>> {
     let mut i = 0;
     while i < entries.len() {
-        let e = entries[i];
+        let e = entries[i].borrow();
         if e.plugin.is_auth() {
             let start = i;
-            while i < entries.len() && entries[i].plugin.is_auth() {
+            while i < entries.len() && entries[i].borrow().plugin.is_auth() {
                 i += 1;
             }
             let mut decided = false;
             for a in &entries[start..i] {
-                match a.plugin.authenticate(session) {
+                match a.borrow().plugin.authenticate(session) {
                     Auth::Absent => continue,
                     Auth::Consumer(c) => {
                         ctx.consumer = Some(c);
@@ -575,11 +602,15 @@ async fn run_request(
                 }
             }
             if !decided {
-                return Ok(Some(entries[start].plugin.missing_credential()));
+                return Ok(Some(entries[start].borrow().plugin.missing_credential()));
             }
             continue;
         }
-        if let Flow::Respond(r) = e.plugin.request(session, ctx).await? {
+        let flow = match e.plugin.request_now(session, ctx) {
+            Some(flow) => flow?,
+            None => e.plugin.request(session, ctx).await?,
+        };
+        if let Flow::Respond(r) = flow {
             return Ok(Some(r));
         }
         i += 1;
@@ -709,5 +740,43 @@ pub fn remove_query_arg(req: &mut RequestHeader, name: &str) {
     let new = if kept.is_empty() { path } else { format!("{path}?{}", kept.join("&")) };
     if let Ok(uri) = http::Uri::try_from(new) {
         req.set_uri(uri);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake(Hooks);
+
+    #[async_trait::async_trait]
+    impl Plugin for Fake {
+        fn hooks(&self) -> Hooks {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_chain_lists_the_entries_of_each_hook_in_priority_order() {
+        assert_eq!(Hooks::LOG.0, 1 << (Hooks::COUNT - 1), "Hooks::COUNT covers every hook");
+        let e = |name: &'static str, priority, hooks| Entry { name, priority, hooks, plugin: Arc::new(Fake(hooks)) };
+        let chain = PluginChain::from_entries(
+            vec![
+                e("c", 30, Hooks::REQUEST | Hooks::LOG),
+                e("a", 10, Hooks::LOG),
+                e("b", 20, Hooks::REQUEST | Hooks::RESPONSE),
+            ],
+            vec![],
+        );
+        let names = |h| chain.hooked(h).iter().map(|e| e.name).collect::<Vec<_>>();
+        assert_eq!(names(Hooks::REQUEST), ["b", "c"]);
+        assert_eq!(names(Hooks::LOG), ["a", "c"]);
+        assert_eq!(names(Hooks::RESPONSE), ["b"]);
+        assert!(names(Hooks::EARLY).is_empty());
+        for bit in 0..Hooks::COUNT {
+            let h = Hooks(1 << bit);
+            let filtered: Vec<_> = chain.entries().iter().filter(|e| e.hooks.has(h)).map(|e| e.name).collect();
+            assert_eq!(names(h), filtered);
+        }
     }
 }

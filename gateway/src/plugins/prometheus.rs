@@ -54,7 +54,7 @@ pub struct Prometheus {
     /// The metric children of each (route, service, upstream, consumer),
     /// resolved once: a request then costs one map lookup, not four label
     /// hashes in the registry.
-    cache: std::sync::RwLock<std::collections::HashMap<Key, Arc<Children>>>,
+    cache: std::sync::RwLock<std::collections::HashMap<Key, Children, foldhash::fast::RandomState>>,
 }
 
 /// The identities (addresses) of the route, upstream and consumer; the
@@ -98,64 +98,72 @@ impl Plugin for Prometheus {
             addr(entry.upstream.map(|u| Arc::as_ptr(u) as *const ())),
             addr(ctx.consumer.as_ref().map(|c| Arc::as_ptr(c) as *const ())),
         );
-        let cached = self.cache.read().ok().and_then(|c| c.get(&key).cloned());
-        let children = match cached {
-            Some(c) => c,
-            None => {
-                let pick = |name: &Arc<str>, id: &Arc<str>| {
-                    if self.prefer_name && !name.is_empty() { name.clone() } else { id.clone() }
-                };
-                let empty: Arc<str> = Arc::from("");
-                let (route, service) = match &ctx.route {
-                    Some(r) => (pick(&r.name, &r.id), pick(&r.service_name, &r.service_id)),
-                    None => (empty.clone(), empty.clone()),
-                };
-                let upstream: Arc<str> = entry.upstream_id().map(Arc::from).unwrap_or_else(|| empty.clone());
-                let consumer = ctx.consumer.as_ref().map(|c| c.username.clone()).unwrap_or(empty);
-                let (r, s, u) = (&*route, &*service, &*upstream);
-                let c = Arc::new(Children {
-                    _owners: (ctx.route.clone(), entry.upstream.cloned(), ctx.consumer.clone()),
-                    latency: m.latency.with_label_values(&[r, s]),
-                    upstream_latency: m.upstream_latency.with_label_values(&[r, s, u]),
-                    ingress: m.bandwidth.with_label_values(&["ingress", r, s]),
-                    egress: m.bandwidth.with_label_values(&["egress", r, s]),
-                    by_status: Default::default(),
-                    labels: [route.clone(), service.clone(), upstream.clone(), consumer],
-                });
-                if let Ok(mut w) = self.cache.write() {
-                    // Bounded: consumers and upstreams are finite per
-                    // config, but never let a cache grow without limit.
-                    if w.len() > 10_000 {
-                        w.clear();
-                    }
-                    w.insert(key, c.clone());
-                }
-                c
-            }
-        };
-        let counter = children
-            .by_status
-            .read()
-            .ok()
-            .and_then(|v| v.iter().find(|(s, _)| *s == entry.status).map(|(_, c)| c.clone()));
-        let counter = match counter {
-            Some(c) => c,
-            None => {
-                let status = entry.status.to_string();
-                let [r, s, u, c] = &children.labels;
-                let c = m.requests.with_label_values(&[&**r, &**s, &**u, &**c, status.as_str()]);
-                if let Ok(mut v) = children.by_status.write() {
-                    v.push((entry.status, c.clone()));
-                }
-                c
-            }
-        };
-        counter.inc();
-        children.latency.observe(entry.latency.as_secs_f64());
-        if let Some(u) = entry.upstream_latency {
-            children.upstream_latency.observe(u.as_secs_f64());
+        // The usual request: its children exist; record under the read lock
+        // (no reference count touched).
+        if let Ok(cache) = self.cache.read()
+            && let Some(children) = cache.get(&key)
+        {
+            children.record(m, entry);
+            return;
         }
-        children.ingress.inc_by(entry.bytes_received as u64);
-        children.egress.inc_by(entry.bytes_sent as u64);
+        let pick = |name: &Arc<str>, id: &Arc<str>| {
+            if self.prefer_name && !name.is_empty() { name.clone() } else { id.clone() }
+        };
+        let empty: Arc<str> = Arc::from("");
+        let (route, service) = match &ctx.route {
+            Some(r) => (pick(&r.name, &r.id), pick(&r.service_name, &r.service_id)),
+            None => (empty.clone(), empty.clone()),
+        };
+        let upstream: Arc<str> = entry.upstream_id().map(Arc::from).unwrap_or_else(|| empty.clone());
+        let consumer = ctx.consumer.as_ref().map(|c| c.username.clone()).unwrap_or(empty);
+        let (r, s, u) = (&*route, &*service, &*upstream);
+        let children = Children {
+            _owners: (ctx.route.clone(), entry.upstream.cloned(), ctx.consumer.clone()),
+            latency: m.latency.with_label_values(&[r, s]),
+            upstream_latency: m.upstream_latency.with_label_values(&[r, s, u]),
+            ingress: m.bandwidth.with_label_values(&["ingress", r, s]),
+            egress: m.bandwidth.with_label_values(&["egress", r, s]),
+            by_status: Default::default(),
+            labels: [route.clone(), service.clone(), upstream.clone(), consumer],
+        };
+        children.record(m, entry);
+        if let Ok(mut w) = self.cache.write() {
+            // Bounded: consumers and upstreams are finite per config, but
+            // never let a cache grow without limit.
+            if w.len() > 10_000 {
+                w.clear();
+            }
+            w.insert(key, children);
+        }
+    }
+}
+
+impl Children {
+    /// Counts one finished request.
+    fn record(&self, m: &Metrics, entry: &LogEntry<'_>) {
+        let counted = self.by_status.read().is_ok_and(|v| match v.iter().find(|(s, _)| *s == entry.status) {
+            Some((_, c)) => {
+                c.inc();
+                true
+            }
+            None => false,
+        });
+        if !counted {
+            let status = entry.status.to_string();
+            let [r, s, u, c] = &self.labels;
+            let counter = m.requests.with_label_values(&[&**r, &**s, &**u, &**c, status.as_str()]);
+            counter.inc();
+            if let Ok(mut v) = self.by_status.write()
+                && !v.iter().any(|(s, _)| *s == entry.status)
+            {
+                v.push((entry.status, counter));
+            }
+        }
+        self.latency.observe(entry.latency.as_secs_f64());
+        if let Some(u) = entry.upstream_latency {
+            self.upstream_latency.observe(u.as_secs_f64());
+        }
+        self.ingress.inc_by(entry.bytes_received as u64);
+        self.egress.inc_by(entry.bytes_sent as u64);
     }
 }

@@ -44,7 +44,18 @@ impl Plugin for Redirect {
         Hooks::REQUEST
     }
 
-    async fn request(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
+    fn request_now(&self, session: &mut Session, ctx: &mut PluginCtx) -> Option<pingora_error::Result<Flow>> {
+        Some(self.check(session, ctx))
+    }
+
+    fn responds(&self) -> bool {
+        !matches!(self.to, To::Https | To::Regex(..))
+    }
+}
+
+impl Redirect {
+    /// The request phase (it never waits: [`Plugin::request_now`]).
+    fn check(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
         let req = session.req_header();
         let mut location = match &self.to {
             To::Https => {
@@ -72,9 +83,5 @@ impl Plugin for Redirect {
             return Ok(Flow::Respond(Response::error(500, "redirect location is not a valid header")));
         };
         Ok(Flow::Respond(Response::status(self.code).header(header::LOCATION, value)))
-    }
-
-    fn responds(&self) -> bool {
-        !matches!(self.to, To::Https | To::Regex(..))
     }
 }

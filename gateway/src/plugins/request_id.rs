@@ -58,15 +58,8 @@ impl Plugin for RequestId {
         Hooks::REQUEST | Hooks::UPSTREAM_REQUEST | Hooks::RESPONSE
     }
 
-    async fn request(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
-        if ctx.request_id.is_none() {
-            let id = match session.req_header().headers.get(&self.header.name) {
-                Some(v) if acceptable(v) => v.clone(),
-                _ => generate(self.algorithm),
-            };
-            ctx.request_id = Some(id);
-        }
-        Ok(Flow::Continue)
+    fn request_now(&self, session: &mut Session, ctx: &mut PluginCtx) -> Option<pingora_error::Result<Flow>> {
+        Some(self.check(session, ctx))
     }
 
     fn upstream_request(&self, _: &Session, req: &mut RequestHeader, ctx: &mut PluginCtx) -> pingora_error::Result<()> {
@@ -83,5 +76,19 @@ impl Plugin for RequestId {
             resp.insert(&self.header, id.clone())?;
         }
         Ok(())
+    }
+}
+
+impl RequestId {
+    /// The request phase (it never waits: [`Plugin::request_now`]).
+    fn check(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
+        if ctx.request_id.is_none() {
+            let id = match session.req_header().headers.get(&self.header.name) {
+                Some(v) if acceptable(v) => v.clone(),
+                _ => generate(self.algorithm),
+            };
+            ctx.request_id = Some(id);
+        }
+        Ok(Flow::Continue)
     }
 }

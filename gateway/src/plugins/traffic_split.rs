@@ -59,7 +59,14 @@ impl Plugin for TrafficSplit {
         Hooks::REQUEST
     }
 
-    async fn request(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
+    fn request_now(&self, session: &mut Session, ctx: &mut PluginCtx) -> Option<pingora_error::Result<Flow>> {
+        Some(self.check(session, ctx))
+    }
+}
+
+impl TrafficSplit {
+    /// The request phase (it never waits: [`Plugin::request_now`]).
+    fn check(&self, session: &mut Session, ctx: &mut PluginCtx) -> pingora_error::Result<Flow> {
         let req = session.req_header();
         let Some(rule) = self.rules.iter().find(|r| r.matcher.accept(&req.headers, req.uri.query())) else {
             return Ok(Flow::Continue);

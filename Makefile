@@ -5,6 +5,7 @@
 #   make test          every test (what CI runs: .ci/run)
 #   make gen           regenerate code, JSON Schema and docs from proto/
 #   make bench         the benchmarks (the gateway in the production profile: fat LTO)
+#   make bench-pgo     the gateway-against-nginx run on profile-guided builds
 #   make web           build the web admin UI into web/dist
 #
 # One cargo target directory is shared by every step, so each crate builds
@@ -17,7 +18,7 @@ GATEWAY_BIN ?= $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/gateway
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build gateway-bin tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run run-cluster validate bench bench-config bench-propagation
+.PHONY: all build gateway-bin tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run run-cluster validate bench bench-config bench-propagation bench-pgo
 
 all: build
 
@@ -138,3 +139,9 @@ bench-config:
 bench: bench-config
 	bench/run.sh
 	$(MAKE) bench-propagation
+
+## The same gateway-against-nginx run, with the gateway and the bare
+## Pingora proxy built with profile-guided optimisation (trained on one
+## short round of bench/run.sh's scenarios; ~15 min of builds on 2 cores).
+bench-pgo:
+	bench/pgo.sh --bench

@@ -51,6 +51,12 @@ fn main() {
         work_stealing: false,
         pid_file: pid.display().to_string(),
         upgrade_sock: pid.with_extension("sock").display().to_string(),
+        // Exit soon after SIGTERM, as the gateway does in the benchmark
+        // (Pingora's default waits a minute): bench/run.sh stops it with
+        // SIGKILL after 5 s, and a profiling build writes its profile only
+        // when it exits.
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);

@@ -465,17 +465,9 @@ impl FileConfigStore {
             std::fs::read(sidecar_path(&path)).ok().and_then(|b| serde_json::from_slice(&b).ok());
         let current = resources(&config);
         let file_hash = json::sha256(text.as_bytes());
-        // The revision the store wrote into the file (0 when none): the
-        // sidecar is written without a sync of its own, so after a crash of
-        // the machine it may be older than the file, or lost. Revisions
-        // then resume above both, never reusing one a client has seen.
-        let in_file = file_revision(&text).unwrap_or(0);
-        let sidecar = sidecar.or_else(|| {
-            (in_file > 0).then(|| Sidecar { revision: in_file, file_hash: String::new(), resources: BTreeMap::new() })
-        });
         let (revision, metas) = match sidecar {
             Some(s) => {
-                let revision = if s.file_hash == file_hash { s.revision } else { s.revision.max(in_file) + 1 };
+                let revision = if s.file_hash == file_hash { s.revision } else { s.revision + 1 };
                 let metas = current
                     .iter()
                     .map(|(key, value)| {
@@ -617,14 +609,11 @@ impl FileConfigStore {
         write_atomic_in(&temp_dir(&self.path), &sidecar_path(&self.path), &Self::sidecar_bytes(stored, text)?)
     }
 
-    /// Writes the file (keeping the one it replaces) and the sidecar, each
-    /// to a temporary file renamed into place, then one sync of the
-    /// directory: two syncs per write (the file's and the directory's).
-    /// The sidecar is not synced by itself: the file carries its revision
-    /// in its first line ([`with_revision`]), so a sidecar that a crash
-    /// left older than the file, empty or missing costs only the resources'
-    /// own revisions (the next start derives them), never a revision going
-    /// back. A crash between the renames leaves the same.
+    /// Writes the file (keeping the one it replaces) and the sidecar: both
+    /// written to temporary files and synced, renamed in that order, then
+    /// one sync of the directory (three syncs, not four). A crash between
+    /// the renames leaves a sidecar that does not match the file, which the
+    /// next start handles (it derives the revisions).
     fn persist(
         &self,
         old_revision: i64,
@@ -650,21 +639,20 @@ impl FileConfigStore {
             }
         }
         let tmp_dir = temp_dir(&self.path);
-        let config_tmp = write_temp(&tmp_dir, &self.path, text.as_bytes(), true)?;
+        let config_tmp = write_temp(&tmp_dir, &self.path, text.as_bytes())?;
         // The rename keeps the inode, size and modification time.
         let written = FileId::of(&config_tmp);
         // The config is what matters: a sidecar that cannot be written must
         // not turn the write into an error (the next start derives the
         // revisions).
         let sidecar = sidecar_path(&self.path);
-        let sidecar_tmp =
-            match Self::sidecar_bytes(stored, text).and_then(|b| write_temp(&tmp_dir, &sidecar, &b, false)) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    log::warn!("file store: cannot write {}: {e}", sidecar.display());
-                    None
-                }
-            };
+        let sidecar_tmp = match Self::sidecar_bytes(stored, text).and_then(|b| write_temp(&tmp_dir, &sidecar, &b)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::warn!("file store: cannot write {}: {e}", sidecar.display());
+                None
+            }
+        };
         if let Err(e) = std::fs::rename(&config_tmp, &self.path) {
             let _ = std::fs::remove_file(&config_tmp);
             if let Some(t) = sidecar_tmp {
@@ -763,7 +751,7 @@ impl FileConfigStore {
             return Err(CommitError::Stale { current: state.stored.revision });
         }
         let Some(last) = batch.last().map(|p| p.stored.clone()) else { return Ok(Vec::new()) };
-        let text = with_revision(last.revision, &state.yaml.render(&last.config, &last.metas));
+        let text = state.yaml.render(&last.config, &last.metas);
         // Set before the rename: the watcher then sees our own text and skips it.
         let old_text = std::mem::replace(&mut state.text, text.clone());
         let state = &mut *state;
@@ -785,23 +773,6 @@ impl FileConfigStore {
         crate::admin::metrics::revision().set(last.revision);
         Ok(out)
     }
-}
-
-/// The first line of the file the store writes: `# revision: N`.
-const REVISION_LINE: &str = "# revision: ";
-
-/// The file text for `revision`: its revision line, then the YAML.
-fn with_revision(revision: i64, yaml: &str) -> String {
-    use std::fmt::Write;
-    let mut text = String::with_capacity(yaml.len() + 32);
-    let _ = writeln!(text, "{REVISION_LINE}{revision}");
-    text.push_str(yaml);
-    text
-}
-
-/// The revision in the file's first line, when the store wrote it.
-fn file_revision(text: &str) -> Option<i64> {
-    text.lines().next()?.strip_prefix(REVISION_LINE)?.trim().parse().ok().filter(|r| *r > 0)
 }
 
 fn sidecar_path(path: &Path) -> PathBuf {
@@ -858,7 +829,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// [`write_atomic`] with the temporary file in `dir`.
 fn write_atomic_in(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = write_temp(dir, path, bytes, true)?;
+    let tmp = write_temp(dir, path, bytes)?;
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
@@ -876,9 +847,8 @@ fn temp_dir(path: &Path) -> PathBuf {
 }
 
 /// `bytes` in a temporary file for `path` in `dir` (a [`temp_dir`], on the
-/// same file system, so the rename into place is atomic), synced when
-/// `sync`: its path.
-fn write_temp(dir: &Path, path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<PathBuf> {
+/// same file system, so the rename into place is atomic), synced: its path.
+fn write_temp(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!("{name}-{}", std::process::id()));
     let result = (|| {
@@ -890,7 +860,7 @@ fn write_temp(dir: &Path, path: &Path, bytes: &[u8], sync: bool) -> std::io::Res
             other => other?,
         };
         f.write_all(bytes)?;
-        if sync { f.sync_all() } else { Ok(()) }
+        f.sync_all()
     })();
     match result {
         Ok(()) => Ok(tmp),
@@ -1014,51 +984,5 @@ mod tests {
         }
         assert_eq!(edited.revision(), 8);
         assert_eq!(kept(), ["6.yaml", "7.yaml"]);
-    }
-
-    /// The sidecar is written without a sync of its own: after a crash of
-    /// the machine it may be lost, empty or older than the file. The
-    /// revision in the file's first line keeps revisions going up.
-    #[tokio::test]
-    async fn revisions_never_go_back_when_the_sidecar_is_lost_empty_or_old() {
-        let dir = match tempfile::tempdir() {
-            Ok(d) => d,
-            Err(e) => panic!("{e}"),
-        };
-        let path = dir.path().join("config.yaml");
-        std::fs::write(&path, json::to_yaml(&config(1, true))).unwrap_or_else(|e| panic!("{e}"));
-        let store = open(&path);
-        let writer = crate::admin::write::Writer::new(Arc::new(store.clone()), store.live.clone(), Timeouts::DEFAULT);
-        let sidecar = sidecar_path(&path);
-        let mut old_sidecar = Vec::new();
-        for w in 2..=5 {
-            let c = config(w, true);
-            assert!(writer.write(move |_| Ok(c.clone())).await.is_ok());
-            if w == 3 {
-                old_sidecar = std::fs::read(&sidecar).unwrap_or_else(|e| panic!("{e}"));
-            }
-        }
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(text.starts_with("# revision: 5\n"), "{text}");
-        assert_eq!(file_revision(&text), Some(5));
-        let written = std::fs::read(&sidecar).unwrap_or_else(|e| panic!("{e}"));
-        let a = (v1::resource::Kind::Upstream, "a".to_owned());
-        let b = (v1::resource::Kind::Upstream, "b".to_owned());
-        for (what, content) in [("lost", None), ("empty", Some(Vec::new())), ("old", Some(old_sidecar))] {
-            match &content {
-                None => std::fs::remove_file(&sidecar).unwrap_or_else(|e| panic!("{e}")),
-                Some(bytes) => std::fs::write(&sidecar, bytes).unwrap_or_else(|e| panic!("{e}")),
-            }
-            let reopened = open(&path);
-            let metas = reopened.current().metas.clone();
-            assert_eq!(reopened.revision(), 6, "sidecar {what}");
-            // Resources whose state the sidecar no longer proves take the
-            // new revision; an old sidecar still proves the unchanged one.
-            assert_eq!(metas[&a].revision, 6, "sidecar {what}");
-            assert_eq!(metas[&b].revision, if what == "old" { 1 } else { 6 }, "sidecar {what}");
-            std::fs::write(&sidecar, &written).unwrap_or_else(|e| panic!("{e}"));
-        }
-        // With the sidecar as written: the same revisions as before.
-        assert_eq!(open(&path).revision(), 5);
     }
 }

@@ -109,8 +109,11 @@ def cmd_upstream(a):
 
 def cmd_nginx(a):
     listen = "listen 127.0.0.1:%d%s" % (a.port, " ssl" if a.tls else "")
-    proxy = ("proxy_pass http://origin; proxy_http_version 1.1; "
-             'proxy_set_header Connection ""; proxy_set_header Host $http_host;')
+    # The rest of what a location does is set once at the http level
+    # (proxy.conf.in) and inherited by every location: nginx then keeps one
+    # compiled copy of the headers, not one per location. A location extra
+    # with a proxy_set_header of its own would lose the inherited ones.
+    proxy = "proxy_pass http://origin;"
     extra = (" " + a.location_extra.strip()) if a.location_extra else ""
     out = []
     if a.tls:

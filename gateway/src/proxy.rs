@@ -146,6 +146,32 @@ fn hash_key(session: &Session, upstream: &Upstream) -> Vec<u8> {
     }
 }
 
+/// Appends `ip` as text. An IPv4 address (nearly every client) is written
+/// digit by digit: `Display` goes through `fmt`'s padding machinery, which
+/// was 0.4% of the CPU of a proxied request (perf).
+fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        std::net::IpAddr::V6(_) => {
+            use std::io::Write;
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -328,11 +354,14 @@ impl ProxyHttp for Gateway {
             PassHost::Pass | PassHost::Unspecified => {}
         }
         if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
-            let xff = match upstream_request.headers.get(&X_FORWARDED_FOR.name).and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip.to_string(),
-            };
-            let xff = http::HeaderValue::try_from(xff).or_err(ErrorType::InternalError, "x-forwarded-for")?;
+            let mut xff = Vec::with_capacity(48);
+            if let Some(prev) = upstream_request.headers.get(&X_FORWARDED_FOR.name) {
+                xff.extend_from_slice(prev.as_bytes());
+                xff.extend_from_slice(b", ");
+            }
+            write_ip(&mut xff, ip);
+            let xff = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(xff))
+                .or_err(ErrorType::InternalError, "x-forwarded-for")?;
             upstream_request.insert(&X_FORWARDED_FOR, xff)?;
         }
         if upstream.config.keepalive_pool.as_ref().and_then(|p| p.size) == Some(0)
@@ -499,5 +528,27 @@ impl ProxyHttp for Gateway {
             error: e.map(|e| e.to_string()),
         };
         p.log(&entry, &ctx.plugin);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_ip;
+    use std::net::IpAddr;
+
+    #[test]
+    fn an_address_is_written_as_display_writes_it() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut addrs: Vec<IpAddr> =
+            ["0.0.0.0", "255.255.255.255", "10.0.100.9", "127.0.0.1", "::1", "2001:db8::7:0:1"]
+                .iter()
+                .map(|a| a.parse().expect("address"))
+                .collect();
+        addrs.extend((0..1000).map(|_| IpAddr::from(rng.u32(..).to_be_bytes())));
+        for ip in addrs {
+            let mut out = b"prev, ".to_vec();
+            write_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).expect("utf-8"), format!("prev, {ip}"));
+        }
     }
 }

@@ -17,6 +17,13 @@ GATEWAY_BIN ?= $(abspath $(or $(CARGO_TARGET_DIR),target))/debug/gateway
 # Where cargo builds (CARGO_TARGET_DIR when set).
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 export CARGO_TERM_COLOR ?= never
+# etcd-client's build script compiles etcd's protos with protoc (our own
+# `make gen` needs none): found, or installed from Debian's packages, once
+# per make run.
+ifeq ($(origin PROTOC),undefined)
+PROTOC := $(shell scripts/protoc.sh)
+endif
+export PROTOC
 
 .PHONY: all build gateway-bin tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run run-cluster validate bench bench-config bench-propagation bench-pgo
 

@@ -54,6 +54,19 @@ pub mod metrics {
         })
     }
 
+    /// `pingora_config_admin_write_batches_total`: batches of writes the
+    /// committer stored (writes / batches is the mean batch size).
+    pub fn batches() -> &'static prometheus::IntCounter {
+        static C: OnceLock<prometheus::IntCounter> = OnceLock::new();
+        C.get_or_init(|| {
+            let name = "pingora_config_admin_write_batches_total";
+            let help = "Batches of writes committed together (group commit).";
+            prometheus::register_int_counter!(name, help)
+                .or_else(|_| prometheus::IntCounter::new(name, help))
+                .unwrap_or_else(|_| unreachable!("a valid metric name"))
+        })
+    }
+
     /// `pingora_config_admin_writes_total{outcome}`: writes through the
     /// management API by outcome (`applied`, `unchanged`, `rejected`,
     /// `aborted`, `failed`).

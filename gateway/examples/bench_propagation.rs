@@ -43,6 +43,11 @@ struct Node {
 /// CPU time (user + system) a process has used so far.
 fn cpu_time(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
+    parse_cpu_time(&stat)
+}
+
+/// utime + stime of a `/proc/.../stat` line.
+fn parse_cpu_time(stat: &str) -> Duration {
     // Fields after the command name (in parentheses): utime and stime are
     // the 14th and 15th of the line.
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
@@ -364,8 +369,11 @@ async fn open_loop_writes(
 /// write's).
 async fn write_cost(nodes: &[Node], label: &str) -> Result<(), BoxError> {
     let admin = nodes[0].admin;
+    let committed = batches(admin).await;
     let before: Vec<Duration> = nodes.iter().map(|n| cpu_time(n.proc.0.id())).collect();
     let (stats, _) = writer_thread(admin, 5).join().map_err(|_| "the writers panicked")??;
+    let (w, b) = batches(admin).await;
+    let per_batch = (w - committed.0) / (b - committed.1).max(1.0);
     let writes = stats.latencies.len().max(1) as f64;
     let per_node: Vec<String> = nodes
         .iter()
@@ -373,11 +381,31 @@ async fn write_cost(nodes: &[Node], label: &str) -> Result<(), BoxError> {
         .map(|(n, b)| format!("{:.2}", ms(cpu_time(n.proc.0.id()).saturating_sub(b)) / writes))
         .collect();
     println!(
-        "write cost {label}: 200 writes/s for 5 s, no traffic: CPU per write {} ms (node{} written through first)",
+        "write cost {label}: 200 writes/s for 5 s, no traffic: CPU per write {} ms (node{} written through first); \
+         {per_batch:.1} writes per commit",
         per_node.join(" / "),
         if nodes.len() > 1 { "s; the one" } else { "" }
     );
     Ok(())
+}
+
+/// The sum of a metric's samples on a node's admin `/metrics` (0 when absent).
+async fn metric(admin: u16, name: &str) -> f64 {
+    let url = format!("http://127.0.0.1:{admin}/metrics");
+    let Ok(r) = reqwest::get(&url).await else { return 0.0 };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Writes and group-commit batches the node committed so far.
+async fn batches(admin: u16) -> (f64, f64) {
+    (
+        metric(admin, "pingora_config_admin_writes_total").await,
+        metric(admin, "pingora_config_admin_write_batches_total").await,
+    )
 }
 
 /// The open-loop writers on a thread of their own. The writing client
@@ -388,11 +416,24 @@ fn writer_thread(admin: u16, seconds: u64) -> std::thread::JoinHandle<Result<(Wr
     std::thread::spawn(move || -> Result<(WriteStats, Duration), BoxError> {
         gateway::server::control_plane_thread();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(async move {
+        let cpu = thread_cpu_time();
+        let result = rt.block_on(async move {
             let ch = Channel::from_shared(format!("http://127.0.0.1:{admin}"))?.connect().await?;
             open_loop_writes(ResourceServiceClient::new(ch), seconds).await
-        })
+        });
+        if let Ok((stats, _)) = &result {
+            let per_write =
+                (thread_cpu_time().saturating_sub(cpu)).as_secs_f64() * 1000.0 / stats.latencies.len().max(1) as f64;
+            println!("  (the writing client's own CPU: {per_write:.2} ms per write, gRPC and JSON encoding)");
+        }
+        result
     })
+}
+
+/// CPU time (user + system) of the calling thread, from /proc.
+fn thread_cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else { return Duration::ZERO };
+    parse_cpu_time(&stat)
 }
 
 /// 200 writes/s through the first node for `seconds` while wrk loads it,
@@ -407,10 +448,13 @@ async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&
     let admin = nodes[0].admin;
     let baseline_secs = (seconds / 3).max(5);
     let (before_rps, before_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
+    let committed = batches(admin).await;
     let load = tokio::task::spawn_blocking(move || wrk(port, seconds, wrk_cpus));
     let writes = writer_thread(admin, seconds);
     let (rps, failed) = load.await??;
     let (mut stats, elapsed) = writes.join().map_err(|_| "the writers panicked")??;
+    let (w, b) = batches(admin).await;
+    let per_batch = (w - committed.0) / (b - committed.1).max(1.0);
     let (after_rps, after_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
     let base_rps = (before_rps + after_rps) / 2.0;
     let writes = stats.latencies.len();
@@ -419,6 +463,7 @@ async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&
     println!(
         "sustained {label}: {writes} writes due at 200/s over {seconds} s by {WRITERS} writers: {rate:.0}/s reached, \
          write latency (from when due) p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} failed, {} conflicts; \
+         {per_batch:.1} writes per commit; \
          under wrk -c16: failed requests {failed}; {rps:.0} req/s vs {base_rps:.0} req/s without writes ({:+.1}%; \
          {before_rps:.0} before and {after_rps:.0} after, {} failed)",
         ms(percentile(&stats.latencies, 0.5)),

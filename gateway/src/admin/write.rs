@@ -8,7 +8,8 @@
 //! # Group commit
 //!
 //! Writes are queued to one committer task, which takes every write queued
-//! while it was busy as one batch (up to [`MAX_BATCH`]):
+//! while it was busy as one batch (up to [`MAX_BATCH`]; while writes stream
+//! in, it also waits for more, see [`LINGER`]):
 //!
 //! - each write's change runs against the config left by the writes before
 //!   it in the batch and is validated on its own: a write that fails (a
@@ -80,8 +81,8 @@ impl Writer {
         Writer { store, live, defaults, queue: Mutex::new(None), linger: LINGER, batches: Arc::default() }
     }
 
-    /// The same writer waiting up to `linger` (instead of [`LINGER`]) for
-    /// more writes while writes stream in; zero never waits.
+    /// The same writer with `linger` instead of [`LINGER`] between the
+    /// starts of two commits while writes stream in; zero never waits.
     pub fn with_linger(mut self, linger: std::time::Duration) -> Writer {
         self.linger = linger;
         self

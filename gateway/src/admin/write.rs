@@ -66,7 +66,7 @@ pub struct Writer {
     queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     /// See [`LINGER`].
     linger: std::time::Duration,
-    /// Batches committed so far.
+    /// Batches taken by the committer so far.
     batches: Arc<AtomicU64>,
 }
 
@@ -88,7 +88,8 @@ impl Writer {
         self
     }
 
-    /// How many batches the committer committed so far.
+    /// How many batches the committer has taken so far (each counted
+    /// before its writes are answered).
     pub fn batches(&self) -> u64 {
         self.batches.load(Ordering::Relaxed)
     }
@@ -235,9 +236,10 @@ impl Committer {
             }
             last_start = tokio::time::Instant::now();
             let batch = jobs.len();
-            self.commit(jobs).await;
+            // Counted before the writes are answered.
             self.batches.fetch_add(1, Ordering::Relaxed);
             crate::admin::metrics::batches().inc();
+            self.commit(jobs).await;
             streaming = batch > 1 || !rx.is_empty();
         }
     }
@@ -864,7 +866,7 @@ mod tests {
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
         let (_, writer) = open(&path);
-        let linger = std::time::Duration::from_millis(400);
+        let linger = std::time::Duration::from_millis(1000);
         let writer = Arc::new(Arc::into_inner(writer).unwrap_or_else(|| unreachable!()).with_linger(linger));
         // A lone writer, one write at a time: never made to wait.
         let started = std::time::Instant::now();

@@ -833,6 +833,15 @@ mod tests {
         assert_eq!(*again.current().config, *current.config);
     }
 
+    /// A change that sets the one upstream `a` to `port`.
+    fn set_port(port: u32) -> impl Fn(&Stored) -> Result<v1::Config, Status> + Send + 'static {
+        move |s| {
+            let mut c = (*s.config).clone();
+            c.upstreams = vec![upstream("a", port)];
+            Ok(c)
+        }
+    }
+
     #[tokio::test]
     async fn writes_one_after_another_are_each_their_own_batch() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -840,24 +849,10 @@ mod tests {
         std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
         let (store, writer) = open(&path);
         for (i, port) in [5u32, 6, 7].into_iter().enumerate() {
-            let w = writer
-                .write(move |s| {
-                    let mut c = (*s.config).clone();
-                    c.upstreams = vec![upstream("a", port)];
-                    Ok(c)
-                })
-                .await;
+            let w = writer.write(set_port(port)).await;
             assert_eq!(revision(&w), Ok(i as i64 + 2));
         }
         assert_eq!(store.current().config.upstreams[0].nodes[0].port, 7);
-    }
-
-    fn set_port(port: u32) -> impl Fn(&Stored) -> Result<v1::Config, Status> + Send + 'static {
-        move |s| {
-            let mut c = (*s.config).clone();
-            c.upstreams = vec![upstream("a", port)];
-            Ok(c)
-        }
     }
 
     #[tokio::test]

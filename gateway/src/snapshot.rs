@@ -85,9 +85,14 @@ impl std::fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 impl Snapshot {
-    /// Compiles a validated config. `previous` lends its unchanged
-    /// upstreams. Blocking (DNS): call it off the request path.
-    pub fn build(config: v1::Config, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {
+    /// Compiles a validated config, which the snapshot keeps (shared with
+    /// the store that holds it). `previous` lends its unchanged upstreams.
+    /// Blocking (DNS): call it off the request path.
+    pub fn build(
+        config: Arc<v1::Config>,
+        defaults: Timeouts,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, BuildError> {
         let mut errors = Vec::new();
         let mut upstreams: HashMap<String, Arc<Upstream>> = HashMap::new();
         let prev = previous.map(|p| &p.upstreams);
@@ -228,7 +233,7 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(BuildError(errors));
         }
-        Ok(Snapshot { router, routes, upstreams, certificates, global, consumers, config: Arc::new(config) })
+        Ok(Snapshot { router, routes, upstreams, certificates, global, consumers, config })
     }
 }
 

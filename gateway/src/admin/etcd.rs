@@ -58,7 +58,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::Live;
 use crate::admin::json;
-use crate::admin::store::{self, Change, CommitError, ConfigStore, EventLog, Key, Meta, Proposed, Stored};
+use crate::admin::store::{self, Batch, Change, CommitError, Committed, ConfigStore, EventLog, Key, Meta, Stored};
 use crate::snapshot::{Snapshot, Timeouts};
 
 /// The etcd store's settings, from the bootstrap's `store.etcd`.
@@ -260,20 +260,6 @@ fn build_config<'a>(docs: impl Iterator<Item = &'a v1::Resource>) -> v1::Config 
     c
 }
 
-fn canonical(mut c: v1::Config) -> v1::Config {
-    // Sorted in place (a write's config goes through here): what
-    // `build_config` of its resources gives, for a config without
-    // duplicate ids (which validation refuses anyway).
-    c.routes.sort_by(|a, b| a.id.cmp(&b.id));
-    c.services.sort_by(|a, b| a.id.cmp(&b.id));
-    c.upstreams.sort_by(|a, b| a.id.cmp(&b.id));
-    c.consumers.sort_by(|a, b| a.username.cmp(&b.username));
-    c.ssls.sort_by(|a, b| a.id.cmp(&b.id));
-    c.global_rules.sort_by(|a, b| a.id.cmp(&b.id));
-    c.plugin_configs.sort_by(|a, b| a.id.cmp(&b.id));
-    c
-}
-
 /// A document applied, with its key's revisions.
 #[derive(Clone)]
 struct Doc {
@@ -301,7 +287,7 @@ fn check(config: v1::Config, defaults: Timeouts, previous: Option<&Snapshot>) ->
     if !by_changes && let Err(report) = pingora_config::validate_message(&config, "etcd") {
         return Err(report.to_string());
     }
-    Snapshot::build(config, defaults, previous).map_err(|e| e.to_string())
+    Snapshot::build(Arc::new(config), defaults, previous).map_err(|e| e.to_string())
 }
 
 /// What a node registers about itself.
@@ -1084,13 +1070,8 @@ impl EtcdConfigStore {
     /// recorded, while its watch holds off (the watch then skips those
     /// revisions); should anything else have happened meanwhile, it waits
     /// for the watch to apply them instead.
-    async fn commit_batch(
-        &self,
-        base: i64,
-        batch: Vec<Proposed>,
-        snapshot: Snapshot,
-    ) -> Vec<Result<Arc<Stored>, CommitError>> {
-        let n = batch.len();
+    async fn commit_batch(&self, base: i64, batch: Batch, snapshot: Snapshot) -> Vec<Result<Committed, CommitError>> {
+        let n = batch.writes.len();
         if !self.connected.load(Ordering::SeqCst) {
             let why = self.store_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
             return vec![Err(CommitError::Io(format!("etcd is unreachable ({why}): nothing was written"))); n];
@@ -1103,7 +1084,7 @@ impl EtcdConfigStore {
             if s.stored.revision != base {
                 return vec![Err(CommitError::Stale { current: s.stored.revision }); n];
             }
-            (s.docs.clone(), s.raw.clone(), s.seen, s.stored.metas.clone(), s.stored.clone())
+            (s.docs.clone(), s.raw.clone(), s.seen, s.stored.metas.clone(), s.stored.revision)
         };
         let seen_at_start = seen;
         let client = match self.client().await {
@@ -1119,14 +1100,14 @@ impl EtcdConfigStore {
         // Whether the documents as etcd returns them are the ones written
         // (what the watch would build), so that this node can install them.
         let mut exact = true;
-        for p in batch {
+        for p in batch.writes {
             if let Some(e) = &failed {
                 results.push(Err(e.clone()));
                 continue;
             }
             if p.changes.is_empty() {
                 // Only the order changed, which etcd does not keep.
-                results.push(Ok(last.clone()));
+                results.push(Ok(Committed { revision: last, metas: metas.clone() }));
                 continue;
             }
             let mut compares = Vec::new();
@@ -1208,16 +1189,9 @@ impl EtcdConfigStore {
                 }
             }
             seen = revision;
-            let stored = Arc::new(Stored {
-                config: p.stored.config.clone(),
-                revision,
-                metas: metas.clone(),
-                hash: p.stored.hash.clone(),
-                applied_time: SystemTime::now(),
-            });
             revisions.push((revision, p.changes));
-            last = stored.clone();
-            results.push(Ok(stored));
+            last = revision;
+            results.push(Ok(Committed { revision, metas: metas.clone() }));
         }
         let Some(written) = revisions.last().map(|r| r.0) else { return results };
         let installed = failed.is_none()
@@ -1225,7 +1199,7 @@ impl EtcdConfigStore {
             && match self.state.lock() {
                 Ok(mut s) if s.seen == seen_at_start && s.stored.revision == base => {
                     s.raw = raw;
-                    self.install_locked(&mut s, docs, last.config.clone(), revisions, snapshot);
+                    self.install_locked(&mut s, docs, batch.last.config.clone(), revisions, snapshot);
                     true
                 }
                 _ => false,
@@ -1448,17 +1422,12 @@ impl ConfigStore for Arc<EtcdConfigStore> {
         self.history.lock().ok()?.iter().find(|s| s.revision == revision).cloned()
     }
 
-    async fn commit(
-        &self,
-        base: i64,
-        batch: Vec<Proposed>,
-        snapshot: Snapshot,
-    ) -> Vec<Result<Arc<Stored>, CommitError>> {
+    async fn commit(&self, base: i64, batch: Batch, snapshot: Snapshot) -> Vec<Result<Committed, CommitError>> {
         self.commit_batch(base, batch, snapshot).await
     }
 
-    fn normalize(&self, config: v1::Config) -> v1::Config {
-        canonical(config)
+    fn ordered_by_id(&self) -> bool {
+        true
     }
 
     fn events(&self) -> &EventLog {
@@ -1537,6 +1506,6 @@ mod tests {
         let built = build_config(store::resources(&config).values());
         let ids: Vec<&str> = built.routes.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["r1", "r10", "r2"]);
-        assert_eq!(canonical(config), built);
+        assert_eq!(store::sort_by_id(config), built);
     }
 }

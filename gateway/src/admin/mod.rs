@@ -18,6 +18,7 @@
 //! process, which retries binding the admin address, takes it over.
 
 pub mod auth;
+pub mod edit;
 pub mod etcd;
 pub mod json;
 pub mod resources;

@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
+use crate::admin::edit::Edit;
 use crate::admin::json;
-use crate::admin::store::{Meta, Stored};
-use crate::admin::write::{Writer, error};
+use crate::admin::store::{Head, Meta, Metas, Stored};
+use crate::admin::write::{Writer, Written, error};
 
 /// One kind of resource: where it lives in the config and how it is keyed.
 pub trait Kind:
@@ -26,6 +27,9 @@ pub trait Kind:
     fn labels(&self) -> Option<&BTreeMap<String, String>>;
     fn items(config: &v1::Config) -> &Vec<Self>;
     fn items_mut(config: &mut v1::Config) -> &mut Vec<Self>;
+    fn into_value(self) -> v1::resource::Value;
+    /// The resource when `value` is of this kind.
+    fn from_value(value: v1::resource::Value) -> Option<Self>;
 }
 
 macro_rules! kind {
@@ -48,6 +52,15 @@ macro_rules! kind {
             fn items_mut(config: &mut v1::Config) -> &mut Vec<Self> {
                 &mut config.$coll
             }
+            fn into_value(self) -> v1::resource::Value {
+                v1::resource::Value::$ty(self)
+            }
+            fn from_value(value: v1::resource::Value) -> Option<Self> {
+                match value {
+                    v1::resource::Value::$ty(r) => Some(r),
+                    _ => None,
+                }
+            }
         }
     };
 }
@@ -60,8 +73,8 @@ kind!(Ssl, Ssl, ssls, "SSL certificate", id, labels);
 kind!(GlobalRule, GlobalRule, global_rules, "global rule", id);
 kind!(PluginConfig, PluginConfig, plugin_configs, "plugin config", id, labels);
 
-fn meta_of<R: Kind>(stored: &Stored, id: &str) -> v1::ResourceMeta {
-    stored.metas.get(&(R::KIND, id.to_owned())).map(Meta::to_proto).unwrap_or_default()
+fn meta_of<R: Kind>(metas: &Metas, id: &str) -> v1::ResourceMeta {
+    metas.get(&(R::KIND, id.to_owned())).map(Meta::to_proto).unwrap_or_default()
 }
 
 fn not_found<R: Kind>(id: &str) -> Status {
@@ -83,7 +96,7 @@ fn check_id(id: &str) -> Result<(), Status> {
 pub fn get<R: Kind>(stored: &Stored, id: &str) -> Result<(R, v1::ResourceMeta), Status> {
     check_id(id)?;
     let r = R::items(&stored.config).iter().find(|r| r.id() == id).ok_or_else(|| not_found::<R>(id))?;
-    Ok((json::redact(r), meta_of::<R>(stored, id)))
+    Ok((json::redact(r), meta_of::<R>(&stored.metas, id)))
 }
 
 fn matches(labels: Option<&BTreeMap<String, String>>, selector: &[v1::LabelMatch]) -> bool {
@@ -135,7 +148,7 @@ pub fn list<R: Kind>(
         (true, Some(last)) => format!("{}:{}", stored.revision, last.id()),
         _ => String::new(),
     };
-    let out = items.into_iter().map(|r| (json::redact(r), meta_of::<R>(&stored, r.id()))).collect();
+    let out = items.into_iter().map(|r| (json::redact(r), meta_of::<R>(&stored.metas, r.id()))).collect();
     Ok((out, next, stored.revision))
 }
 
@@ -164,22 +177,26 @@ pub async fn create<R: Kind>(writer: &Writer, r: Option<R>) -> Result<(R, v1::Re
     let id = r.id().to_owned();
     let key = id.clone();
     let written = writer
-        .write(move |stored| {
+        .write(move |head| {
             let id = &key;
-            let mut config = (*stored.config).clone();
-            if R::items(&config).iter().any(|x| x.id() == id) {
+            if R::items(head.config).iter().any(|x| x.id() == id) {
                 return Err(Status::already_exists(format!("{} `{id}` already exists", R::LABEL)));
             }
-            let index = R::items(&config).len();
-            let r = restore::<R>(&r, None, index)?;
-            R::items_mut(&mut config).push(r);
-            Ok(config)
+            let index = R::items(head.config).len();
+            Ok(Edit::Put(restore::<R>(&r, None, index)?.into_value()))
         })
         .await?;
-    get::<R>(&written.after, &id)
+    written_back::<R>(written, &id)
 }
 
-fn expect(stored: &Stored, key_kind: v1::resource::Kind, id: &str, expected: i64) -> Result<(), Status> {
+/// The resource a create or an update put, secrets redacted, and its
+/// metadata after the write.
+fn written_back<R: Kind>(written: Written, id: &str) -> Result<(R, v1::ResourceMeta), Status> {
+    let r = written.put.and_then(R::from_value).ok_or_else(|| Status::internal("the write put no resource"))?;
+    Ok((json::redact(&r), meta_of::<R>(&written.metas, id)))
+}
+
+fn expect(head: &Head<'_>, key_kind: v1::resource::Kind, id: &str, expected: i64) -> Result<(), Status> {
     if expected < 1 {
         return Err(error(
             tonic::Code::InvalidArgument,
@@ -191,7 +208,7 @@ fn expect(stored: &Stored, key_kind: v1::resource::Kind, id: &str, expected: i64
             None,
         ));
     }
-    let current = stored.metas.get(&(key_kind, id.to_owned())).map(|m| m.revision).unwrap_or(0);
+    let current = head.metas.get(&(key_kind, id.to_owned())).map(|m| m.revision).unwrap_or(0);
     if current != expected {
         return Err(Status::aborted(format!(
             "`{id}` changed since revision {expected} (now {current}): read it again and retry"
@@ -206,33 +223,31 @@ pub async fn update<R: Kind>(writer: &Writer, r: Option<R>, expected: i64) -> Re
     let id = r.id().to_owned();
     let key = id.clone();
     let written = writer
-        .write(move |stored| {
+        .write(move |head| {
             let id = &key;
-            let mut config = (*stored.config).clone();
-            let index = R::items(&config).iter().position(|x| x.id() == id).ok_or_else(|| not_found::<R>(id))?;
-            expect(stored, R::KIND, id, expected)?;
-            let restored = restore::<R>(&r, R::items(&config).get(index), index)?;
-            R::items_mut(&mut config)[index] = restored;
-            Ok(config)
+            let items = R::items(head.config);
+            let index = items.iter().position(|x| x.id() == id).ok_or_else(|| not_found::<R>(id))?;
+            expect(head, R::KIND, id, expected)?;
+            Ok(Edit::Put(restore::<R>(&r, items.get(index), index)?.into_value()))
         })
         .await?;
-    get::<R>(&written.after, &id)
+    written_back::<R>(written, &id)
 }
 
 pub async fn delete<R: Kind>(writer: &Writer, id: &str, expected: i64) -> Result<i64, Status> {
     check_id(id)?;
     let key = id.to_owned();
     let written = writer
-        .write(move |stored| {
+        .write(move |head| {
             let id = key.as_str();
-            let mut config = (*stored.config).clone();
-            let index = R::items(&config).iter().position(|x| x.id() == id).ok_or_else(|| not_found::<R>(id))?;
-            expect(stored, R::KIND, id, expected)?;
-            R::items_mut(&mut config).remove(index);
-            Ok(config)
+            if !R::items(head.config).iter().any(|x| x.id() == id) {
+                return Err(not_found::<R>(id));
+            }
+            expect(head, R::KIND, id, expected)?;
+            Ok(Edit::Remove((R::KIND, key.clone())))
         })
         .await?;
-    Ok(written.after.revision)
+    Ok(written.revision)
 }
 
 /// The service: one instance over the shared writer.

@@ -11,9 +11,10 @@ use tonic::{Request, Response, Status};
 
 use crate::Live;
 use crate::admin::auth::require_editor;
+use crate::admin::edit::Edit;
 use crate::admin::json;
 use crate::admin::resources::Kind;
-use crate::admin::store::{Stored, changes};
+use crate::admin::store::{Change, Head, changes};
 use crate::admin::write::{Writer, rejected, violations};
 
 /// What this node tells about itself.
@@ -65,8 +66,13 @@ fn secret_violations(missing: Vec<String>) -> Vec<v1::Violation> {
 
 /// The diff between two configs, resource by resource, field by field.
 pub fn config_diff(old: &v1::Config, new: &v1::Config) -> v1::ConfigDiff {
+    diff_of(changes(old, new))
+}
+
+/// The diff of these changes, resource by resource, field by field.
+pub fn diff_of(changes: Vec<Change>) -> v1::ConfigDiff {
     use v1::resource_change::Type;
-    let changes = changes(old, new)
+    let changes = changes
         .into_iter()
         .map(|((kind, id), before, after)| {
             let (ty, fields) = match (&before, &after) {
@@ -103,19 +109,19 @@ impl v1::config_service_server::ConfigService for Configs {
         let q = req.into_inner();
         let new = q.config.ok_or_else(|| Status::invalid_argument("`config` is required"))?;
         let expected = q.expected_revision;
-        let stale = move |stored: &Stored| -> Result<(), Status> {
-            if expected > 0 && stored.revision != expected {
+        let stale = move |head: &Head<'_>| -> Result<(), Status> {
+            if expected > 0 && head.revision != expected {
                 return Err(Status::aborted(format!(
                     "the config changed since revision {expected} (now {}): export it again and retry",
-                    stored.revision
+                    head.revision
                 )));
             }
             Ok(())
         };
-        let prepare = move |stored: &Stored| -> Result<v1::Config, Status> {
-            stale(stored)?;
+        let prepare = move |head: &Head<'_>| -> Result<v1::Config, Status> {
+            stale(head)?;
             let mut config = new.clone();
-            let missing = restore_config(&mut config, &stored.config)?;
+            let missing = restore_config(&mut config, head.config)?;
             if !missing.is_empty() {
                 return Err(rejected(&config, &secret_violations(missing)));
             }
@@ -123,16 +129,16 @@ impl v1::config_service_server::ConfigService for Configs {
         };
         if q.dry_run {
             let stored = self.writer.store.current();
-            let config = prepare(&stored)?;
+            let config = prepare(&stored.head())?;
             let diff = config_diff(&stored.config, &config);
             if config != *stored.config {
                 self.writer.check(config).await?;
             }
             return Ok(Response::new(v1::ApplyConfigResponse { revision: stored.revision, diff: Some(diff) }));
         }
-        let written = self.writer.write(prepare).await?;
-        let diff = config_diff(&written.before.config, &written.after.config);
-        Ok(Response::new(v1::ApplyConfigResponse { revision: written.after.revision, diff: Some(diff) }))
+        let written = self.writer.write(move |head| prepare(head).map(Edit::Whole)).await?;
+        let diff = diff_of(written.changes);
+        Ok(Response::new(v1::ApplyConfigResponse { revision: written.revision, diff: Some(diff) }))
     }
 
     async fn validate_config(

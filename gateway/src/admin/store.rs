@@ -101,21 +101,53 @@ pub struct TooOld {
     pub current: i64,
 }
 
-/// One write of a batch, validated and ready to store: the config after it
-/// with its metadata at a provisional revision (the one before plus one;
-/// the file store's own, while the etcd store's are etcd's), and the
-/// resources it changes.
+impl Stored {
+    /// What a change sees of this revision.
+    pub fn head(&self) -> Head<'_> {
+        Head { config: &self.config, metas: &self.metas, revision: self.revision }
+    }
+}
+
+/// The config as a write's change sees it: as the writes before it in its
+/// batch left it.
+#[derive(Clone, Copy)]
+pub struct Head<'a> {
+    pub config: &'a v1::Config,
+    pub metas: &'a Metas,
+    pub revision: i64,
+}
+
+/// One write of a batch, validated and ready to store: its revision
+/// (provisional: the one before plus one; the file store's own, while the
+/// etcd store's are etcd's), the metadata after it, and the resources it
+/// changes.
+pub struct Proposed {
+    pub revision: i64,
+    pub metas: Metas,
+    pub changes: Vec<Change>,
+}
+
+/// The writes of a batch and the config after the last one, at its
+/// provisional revision (the config of the writes before it is not kept:
+/// only the last is ever served).
+pub struct Batch {
+    pub writes: Vec<Proposed>,
+    pub last: Arc<Stored>,
+}
+
+/// One write as stored: its revision and the metadata after it.
+#[derive(Clone)]
+pub struct Committed {
+    pub revision: i64,
+    pub metas: Metas,
+}
+
 /// What [`ConfigStore::commit_here`] did with a batch.
 pub enum CommitHere {
     /// Committed: one result per write.
-    Done(Vec<Result<Arc<Stored>, CommitError>>),
+    Done(Vec<Result<Committed, CommitError>>),
     /// Left for [`ConfigStore::commit`].
-    Later(Vec<Proposed>, Box<Snapshot>),
-}
-
-pub struct Proposed {
-    pub stored: Arc<Stored>,
-    pub changes: Vec<Change>,
+    Later(Batch, Box<Snapshot>),
 }
 
 /// Where the config lives, seen from the management API. Writes are
@@ -136,27 +168,24 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// Stores the writes of a batch, in order, one revision each, if the
     /// store is still at `base`, then makes `snapshot` (built from the last
     /// one's config) live and records the events of every revision. One
-    /// result per write, each its config as stored: a write fails only with
+    /// result per write, its revision and metadata as stored (the store's
+    /// current config and its history hold the last one's config only): a
+    /// write fails only with
     /// those after it (the file store persists the batch at once, so all
     /// fail or none; the etcd store writes them one transaction each).
-    async fn commit(
-        &self,
-        base: i64,
-        batch: Vec<Proposed>,
-        snapshot: Snapshot,
-    ) -> Vec<Result<Arc<Stored>, CommitError>>;
+    async fn commit(&self, base: i64, batch: Batch, snapshot: Snapshot) -> Vec<Result<Committed, CommitError>>;
     /// Commits the batch on the calling thread when the store can without
     /// waiting on the network (the file store): the writer then plans and
     /// commits a batch on one blocking thread, one hand-off between threads
     /// fewer per batch. Otherwise gives the batch back for [`Self::commit`].
-    fn commit_here(&self, _base: i64, batch: Vec<Proposed>, snapshot: Snapshot) -> CommitHere {
+    fn commit_here(&self, _base: i64, batch: Batch, snapshot: Snapshot) -> CommitHere {
         CommitHere::Later(batch, Box::new(snapshot))
     }
-    /// The config in the form the store keeps it (etcd: each collection
-    /// ordered by id), so that the snapshot built by the writer is the one
-    /// every node builds.
-    fn normalize(&self, config: v1::Config) -> v1::Config {
-        config
+    /// Whether the store keeps each collection in id order (etcd), rather
+    /// than in the order written, so that the snapshot built by the writer
+    /// is the one every node builds: see [`sort_by_id`].
+    fn ordered_by_id(&self) -> bool {
+        false
     }
     /// The event history and live feed.
     fn events(&self) -> &EventLog;
@@ -187,6 +216,20 @@ pub fn resources(config: &v1::Config) -> BTreeMap<Key, v1::Resource> {
     config.global_rules.iter().for_each(|r| put(Kind::GlobalRule, &r.id, Value::GlobalRule(r.clone())));
     config.plugin_configs.iter().for_each(|r| put(Kind::PluginConfig, &r.id, Value::PluginConfig(r.clone())));
     out
+}
+
+/// `config` with each collection in id order: what a store that keeps
+/// resources by key (etcd) builds from them, for a config without duplicate
+/// ids (which validation refuses anyway).
+pub fn sort_by_id(mut c: v1::Config) -> v1::Config {
+    c.routes.sort_by(|a, b| a.id.cmp(&b.id));
+    c.services.sort_by(|a, b| a.id.cmp(&b.id));
+    c.upstreams.sort_by(|a, b| a.id.cmp(&b.id));
+    c.consumers.sort_by(|a, b| a.username.cmp(&b.username));
+    c.ssls.sort_by(|a, b| a.id.cmp(&b.id));
+    c.global_rules.sort_by(|a, b| a.id.cmp(&b.id));
+    c.plugin_configs.sort_by(|a, b| a.id.cmp(&b.id));
+    c
 }
 
 fn resource_hash(r: &v1::Resource) -> String {
@@ -693,20 +736,15 @@ impl ConfigStore for Arc<FileConfigStore> {
         self.history.lock().ok()?.iter().find(|s| s.revision == revision).cloned()
     }
 
-    async fn commit(
-        &self,
-        base: i64,
-        batch: Vec<Proposed>,
-        snapshot: Snapshot,
-    ) -> Vec<Result<Arc<Stored>, CommitError>> {
+    async fn commit(&self, base: i64, batch: Batch, snapshot: Snapshot) -> Vec<Result<Committed, CommitError>> {
         let this = self.clone();
-        let n = batch.len();
+        let n = batch.writes.len();
         tokio::task::spawn_blocking(move || this.commit_now(base, batch, snapshot))
             .await
             .unwrap_or_else(|e| vec![Err(CommitError::Io(e.to_string())); n])
     }
 
-    fn commit_here(&self, base: i64, batch: Vec<Proposed>, snapshot: Snapshot) -> CommitHere {
+    fn commit_here(&self, base: i64, batch: Batch, snapshot: Snapshot) -> CommitHere {
         CommitHere::Done(self.commit_now(base, batch, snapshot))
     }
 
@@ -728,10 +766,10 @@ impl FileConfigStore {
     }
 
     /// [`Self::commit_blocking`], one result per write.
-    fn commit_now(&self, base: i64, batch: Vec<Proposed>, snapshot: Snapshot) -> Vec<Result<Arc<Stored>, CommitError>> {
-        let n = batch.len();
+    fn commit_now(&self, base: i64, batch: Batch, snapshot: Snapshot) -> Vec<Result<Committed, CommitError>> {
+        let n = batch.writes.len();
         match self.commit_blocking(base, batch, snapshot) {
-            Ok(stored) => stored.into_iter().map(Ok).collect(),
+            Ok(committed) => committed.into_iter().map(Ok).collect(),
             Err(e) => vec![Err(e); n],
         }
     }
@@ -739,18 +777,17 @@ impl FileConfigStore {
     /// Group commit: the batch is persisted as one file write (the last
     /// config, the sidecar at the last revision), then each revision is
     /// recorded with its own events. The revisions and metadata were
-    /// computed by the writer from `base`, which is checked here.
-    fn commit_blocking(
-        &self,
-        base: i64,
-        batch: Vec<Proposed>,
-        snapshot: Snapshot,
-    ) -> Result<Vec<Arc<Stored>>, CommitError> {
+    /// computed by the writer from `base`, which is checked here. Only the
+    /// last revision's config is kept for paging.
+    fn commit_blocking(&self, base: i64, batch: Batch, snapshot: Snapshot) -> Result<Vec<Committed>, CommitError> {
         let mut state = self.state.lock().map_err(|_| CommitError::Io("the store lock is poisoned".into()))?;
         if state.stored.revision != base {
             return Err(CommitError::Stale { current: state.stored.revision });
         }
-        let Some(last) = batch.last().map(|p| p.stored.clone()) else { return Ok(Vec::new()) };
+        if batch.writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last = batch.last;
         let text = state.yaml.render(&last.config, &last.metas);
         // Set before the rename: the watcher then sees our own text and skips it.
         let old_text = std::mem::replace(&mut state.text, text.clone());
@@ -764,11 +801,11 @@ impl FileConfigStore {
         }
         self.live.store(snapshot);
         state.stored = last.clone();
-        let mut out = Vec::with_capacity(batch.len());
-        for p in batch {
-            self.remember(p.stored.clone());
-            self.events.record(p.stored.revision, &p.changes);
-            out.push(p.stored);
+        self.remember(last.clone());
+        let mut out = Vec::with_capacity(batch.writes.len());
+        for p in batch.writes {
+            self.events.record(p.revision, &p.changes);
+            out.push(Committed { revision: p.revision, metas: p.metas });
         }
         crate::admin::metrics::revision().set(last.revision);
         Ok(out)
@@ -895,7 +932,7 @@ mod tests {
     }
 
     fn snapshot(c: &v1::Config) -> Snapshot {
-        match Snapshot::build(c.clone(), Timeouts::DEFAULT, None) {
+        match Snapshot::build(Arc::new(c.clone()), Timeouts::DEFAULT, None) {
             Ok(s) => s,
             Err(e) => panic!("{e}"),
         }
@@ -932,7 +969,7 @@ mod tests {
         let writer = crate::admin::write::Writer::new(Arc::new(store.clone()), store.live.clone(), Timeouts::DEFAULT);
         for w in 2..=5 {
             let c = config(w, true);
-            assert!(writer.write(move |_| Ok(c.clone())).await.is_ok());
+            assert!(writer.write(move |_| Ok(c.clone().into())).await.is_ok());
         }
         // A commit from an older revision is refused.
         let c = config(9, true);
@@ -943,13 +980,8 @@ mod tests {
             config: Arc::new(c.clone()),
             applied_time: SystemTime::now(),
         };
-        let stale = ConfigStore::commit(
-            &store,
-            1,
-            vec![Proposed { stored: Arc::new(stored), changes: Vec::new() }],
-            snapshot(&c),
-        )
-        .await;
+        let writes = vec![Proposed { revision: 2, metas: Metas::new(), changes: Vec::new() }];
+        let stale = ConfigStore::commit(&store, 1, Batch { writes, last: Arc::new(stored) }, snapshot(&c)).await;
         assert!(matches!(stale.as_slice(), [Err(CommitError::Stale { current: 5 })]));
         let kept = || {
             let mut names: Vec<String> = std::fs::read_dir(versions_dir(&path))
@@ -980,7 +1012,7 @@ mod tests {
         let writer = crate::admin::write::Writer::new(Arc::new(edited.clone()), edited.live.clone(), Timeouts::DEFAULT);
         for w in 7..=8 {
             let c = config(w, false);
-            assert!(writer.write(move |_| Ok(c.clone())).await.is_ok());
+            assert!(writer.write(move |_| Ok(c.clone().into())).await.is_ok());
         }
         assert_eq!(edited.revision(), 8);
         assert_eq!(kept(), ["6.yaml", "7.yaml"]);

@@ -1,5 +1,6 @@
-//! The one write path of the management API: a change is applied to a copy
-//! of the whole stored config, which is validated with the loader's rules
+//! The one write path of the management API: a change, an [`Edit`] of the
+//! stored config (one resource put or removed, or a whole config), is
+//! applied to the config, which is validated with the loader's rules
 //! (schema and references between resources) and compiled into a snapshot
 //! exactly as a file reload would be; only then is it stored and swapped
 //! in. Each write is a compare-and-swap on the store revision, so two
@@ -15,6 +16,9 @@
 //!   it in the batch and is validated on its own: a write that fails (a
 //!   stale `expected_revision`, a rule broken) gets its own error and is
 //!   left out, and the writes after it see the config without it;
+//! - the edits are applied in place to one copy of the config per batch
+//!   and yield the resources they change, so a write costs what it
+//!   changes, not a copy and a comparison of the whole config;
 //! - the snapshot is compiled once, for the config after the last write
 //!   (should that fail, each write is compiled in turn to find the one that
 //!   cannot be served, which alone is rejected);
@@ -37,20 +41,20 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status};
 
 use crate::Live;
+use crate::admin::edit::{self, Applied, Edit};
 use crate::admin::json;
-use crate::admin::store::{self, CommitError, ConfigStore, Proposed, Stored};
+use crate::admin::store::{self, Batch, CommitError, Committed, ConfigStore, Head, Metas, Proposed, Stored};
 use crate::snapshot::{Snapshot, Timeouts};
 
 /// The most writes committed together.
 pub const MAX_BATCH: usize = 256;
 
-/// A change: gets the stored config and returns the whole new one, or an
-/// error (stale revision, not found) that leaves everything as it was. It
-/// may run more than once (when a write of its batch cannot be served, the
-/// batch is planned again without it), so it must not have side effects.
-pub type Change = Box<dyn Fn(&Stored) -> Result<v1::Config, Status> + Send>;
-
-type CommitResult = Result<Arc<Stored>, CommitError>;
+/// A change: gets the config as the writes before it left it and returns
+/// its edit, or an error (stale revision, not found) that leaves everything
+/// as it was. It may run more than once (when a write of its batch cannot
+/// be served, the batch is planned again without it), so it must not have
+/// side effects.
+pub type Change = Box<dyn Fn(&Head<'_>) -> Result<Edit, Status> + Send>;
 
 struct Job {
     change: Change,
@@ -70,10 +74,19 @@ pub struct Writer {
     batches: Arc<AtomicU64>,
 }
 
-/// The outcome of a write: the config before and after.
+/// The outcome of a write.
 pub struct Written {
-    pub before: Arc<Stored>,
-    pub after: Arc<Stored>,
+    /// The store revision before it.
+    pub before: i64,
+    /// The store revision after it: `before` when it changed nothing.
+    pub revision: i64,
+    /// The resources it changed (key order): key, value before and after.
+    pub changes: Vec<store::Change>,
+    /// The metadata of every resource after it.
+    pub metas: Metas,
+    /// The resource it put, as stored (secrets sent as the marker
+    /// restored), whether or not that changed anything.
+    pub put: Option<v1::resource::Value>,
 }
 
 impl Writer {
@@ -98,14 +111,14 @@ impl Writer {
     /// committed before it) and stores the result; see [`Change`].
     pub async fn write<F>(&self, change: F) -> Result<Written, Status>
     where
-        F: Fn(&Stored) -> Result<v1::Config, Status> + Send + 'static,
+        F: Fn(&Head<'_>) -> Result<Edit, Status> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         self.submit(Job { change: Box::new(change), reply });
         // A write queued is committed even if this caller goes away.
         let result = rx.await.unwrap_or_else(|_| Err(Status::unavailable("the writer stopped before this write")));
         let outcome = match &result {
-            Ok(w) if w.before.revision == w.after.revision => "unchanged",
+            Ok(w) if w.before == w.revision => "unchanged",
             Ok(_) => "applied",
             Err(s) if s.code() == Code::Aborted => "aborted",
             Err(s) if matches!(s.code(), Code::InvalidArgument | Code::FailedPrecondition) => "rejected",
@@ -150,7 +163,7 @@ impl Writer {
             if let Err(report) = pingora_config::validate_message(&config, "grpc") {
                 return Err(rejected(&config, &violations(&report)));
             }
-            Snapshot::build(config, defaults, Some(&previous)).map_err(|e| build_error(&e))
+            Snapshot::build(Arc::new(config), defaults, Some(&previous)).map_err(|e| build_error(&e))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
@@ -216,10 +229,19 @@ struct Committer {
 /// What became of one write of a batch while planning it.
 enum Planned {
     Failed(Status),
-    /// Changes nothing: the config it would leave is the one before it.
-    Unchanged(Arc<Stored>),
-    /// The `n`th write to store; the config before it.
-    Store(usize, Arc<Stored>),
+    /// Changes nothing: the revision and metadata it leaves are the ones
+    /// before it.
+    Unchanged {
+        revision: i64,
+        metas: Metas,
+        put: Option<v1::resource::Value>,
+    },
+    /// The `n`th write to store, and the resources it changes.
+    Store {
+        n: usize,
+        changes: Vec<store::Change>,
+        put: Option<v1::resource::Value>,
+    },
 }
 
 impl Committer {
@@ -252,12 +274,13 @@ impl Committer {
         // Planned and, where the store can (the file store), committed on
         // one blocking thread.
         let planned = tokio::task::spawn_blocking(move || {
-            let normalize = |c: v1::Config| store.normalize(c);
-            let (planned, batch) = plan(&before, &changes, &normalize, &previous, defaults);
+            let (planned, batch) = plan(&before, &changes, store.ordered_by_id(), &previous, defaults);
             let committed = match batch {
                 Some((batch, snapshot)) => store.commit_here(base, batch, snapshot),
                 None => store::CommitHere::Done(Vec::new()),
             };
+            // The config replaced is dropped here, not on the runtime.
+            drop((before, previous));
             (planned, committed)
         })
         .await;
@@ -270,34 +293,33 @@ impl Committer {
                 return;
             }
         };
-        let results = match committed {
+        let mut results: Vec<Option<Result<Committed, CommitError>>> = match committed {
             store::CommitHere::Done(results) => results,
             store::CommitHere::Later(batch, snapshot) => self.store.commit(base, batch, *snapshot).await,
-        };
-        // Each stored write's `before` is what the one before it stored.
-        let mut stored: Vec<(Option<Arc<Stored>>, Option<CommitResult>)> = Vec::new();
-        let mut last: Option<Arc<Stored>> = None;
-        for r in results {
-            let before = last.clone();
-            if let Ok(s) = &r {
-                last = Some(s.clone());
-            }
-            stored.push((before, Some(r)));
         }
+        .into_iter()
+        .map(Some)
+        .collect();
+        // Each stored write's revision before it is the one the write before
+        // it stored (etcd's revisions are etcd's).
+        let befores: Vec<i64> = std::iter::once(base)
+            .chain(results.iter().map(|r| match r {
+                Some(Ok(c)) => c.revision,
+                _ => base,
+            }))
+            .collect();
         for (planned, reply) in planned.into_iter().zip(replies) {
             let result = match planned {
                 Planned::Failed(status) => Err(status),
-                Planned::Unchanged(s) => Ok(Written { before: s.clone(), after: s }),
-                Planned::Store(n, planned_before) => {
-                    let (before, result) = match stored.get_mut(n) {
-                        Some((before, result)) => (before.clone().unwrap_or(planned_before), result.take()),
-                        None => (planned_before, None),
-                    };
-                    match result {
-                        Some(Ok(after)) => Ok(Written { before, after }),
+                Planned::Unchanged { revision, metas, put } => {
+                    Ok(Written { before: revision, revision, changes: Vec::new(), metas, put })
+                }
+                Planned::Store { n, changes, put } => {
+                    let before = befores.get(n).copied().unwrap_or(base);
+                    match results.get_mut(n).and_then(Option::take) {
+                        Some(Ok(c)) => Ok(Written { before, revision: c.revision, changes, metas: c.metas, put }),
                         Some(Err(CommitError::Stale { current })) => Err(Status::aborted(format!(
-                            "the config changed since revision {} (now {current}): read it again and retry",
-                            before.revision
+                            "the config changed since revision {before} (now {current}): read it again and retry"
                         ))),
                         Some(Err(CommitError::Io(e))) => Err(Status::unavailable(e)),
                         None => Err(Status::internal("the store did not answer for this write")),
@@ -309,6 +331,26 @@ impl Committer {
     }
 }
 
+/// The batch as planned so far: the config after the writes accepted, at
+/// its revision, with its metadata.
+struct Work {
+    config: Arc<v1::Config>,
+    metas: Metas,
+    revision: i64,
+}
+
+impl Work {
+    fn from(stored: &Stored) -> Work {
+        Work { config: stored.config.clone(), metas: stored.metas.clone(), revision: stored.revision }
+    }
+}
+
+/// What one write did to the batch.
+enum Stepped {
+    Unchanged(Option<v1::resource::Value>),
+    Changed(Vec<store::Change>, Option<v1::resource::Value>),
+}
+
 /// Runs the changes of a batch in order from `before`, each on the config
 /// left by the accepted ones before it, and validates each result; then
 /// compiles the last config. When that cannot be served, finds the first
@@ -317,47 +359,53 @@ impl Committer {
 fn plan(
     before: &Arc<Stored>,
     changes: &[Change],
-    normalize: &dyn Fn(v1::Config) -> v1::Config,
+    ordered: bool,
     previous: &Snapshot,
     defaults: Timeouts,
-) -> (Vec<Planned>, Option<(Vec<Proposed>, Snapshot)>) {
+) -> (Vec<Planned>, Option<(Batch, Snapshot)>) {
     let mut unservable: Vec<Option<Status>> = vec![None; changes.len()];
     loop {
-        let mut head = before.clone();
+        let mut work = Work::from(before);
         let mut planned = Vec::with_capacity(changes.len());
-        let mut batch: Vec<Proposed> = Vec::new();
+        let mut writes: Vec<Proposed> = Vec::new();
         let mut owners = Vec::new();
+        let time = store::now();
         for (i, change) in changes.iter().enumerate() {
             if let Some(status) = &unservable[i] {
                 planned.push(Planned::Failed(status.clone()));
                 continue;
             }
-            match step(&head, change, normalize) {
+            match step(&mut work, change, ordered) {
                 Err(status) => planned.push(Planned::Failed(status)),
-                Ok(None) => planned.push(Planned::Unchanged(head.clone())),
-                Ok(Some(p)) => {
-                    planned.push(Planned::Store(batch.len(), head.clone()));
-                    head = p.stored.clone();
+                Ok(Stepped::Unchanged(put)) => {
+                    planned.push(Planned::Unchanged { revision: work.revision, metas: work.metas.clone(), put })
+                }
+                Ok(Stepped::Changed(changes, put)) => {
+                    work.revision += 1;
+                    work.metas = store::next_metas(&work.metas, &changes, work.revision, Some(time));
+                    planned.push(Planned::Store { n: writes.len(), changes: changes.clone(), put });
+                    writes.push(Proposed { revision: work.revision, metas: work.metas.clone(), changes });
                     owners.push(i);
-                    batch.push(p);
                 }
             }
         }
-        if batch.is_empty() {
+        if writes.is_empty() {
             return (planned, None);
         }
-        match Snapshot::build((*head.config).clone(), defaults, Some(previous)) {
-            Ok(snapshot) => return (planned, Some((batch, snapshot))),
-            Err(e) if batch.len() == 1 => unservable[owners[0]] = Some(build_error(&e)),
+        match Snapshot::build(work.config.clone(), defaults, Some(previous)) {
+            Ok(snapshot) => {
+                let last = Stored {
+                    hash: json::config_hash(&work.config),
+                    config: work.config,
+                    revision: work.revision,
+                    metas: work.metas,
+                    applied_time: SystemTime::now(),
+                };
+                return (planned, Some((Batch { writes, last: Arc::new(last) }, snapshot)));
+            }
+            Err(e) if writes.len() == 1 => unservable[owners[0]] = Some(build_error(&e)),
             Err(e) => {
-                let culprit = batch
-                    .iter()
-                    .zip(&owners)
-                    .find_map(|(p, i)| {
-                        Snapshot::build((*p.stored.config).clone(), defaults, Some(previous))
-                            .err()
-                            .map(|e| (*i, build_error(&e)))
-                    })
+                let culprit = first_unservable(before, changes, &unservable, ordered, previous, defaults)
                     // Each alone compiles, only the whole does not: the last one is refused.
                     .unwrap_or_else(|| (owners[owners.len() - 1], build_error(&e)));
                 unservable[culprit.0] = Some(culprit.1);
@@ -366,34 +414,57 @@ fn plan(
     }
 }
 
-/// One write on `head`: `None` when it changes nothing.
-fn step(
-    head: &Arc<Stored>,
-    change: &Change,
-    normalize: &dyn Fn(v1::Config) -> v1::Config,
-) -> Result<Option<Proposed>, Status> {
-    let config = normalize(change(head)?);
-    let changes = store::changes(&head.config, &config);
-    // Only the order differs when no resource changed (and order matters
-    // for routes of equal precedence).
-    if changes.is_empty() && config == *head.config {
-        return Ok(None);
+/// The first write of a batch whose config cannot be served, and why: the
+/// writes run again one at a time, each compiled (rare: a batch that
+/// cannot be served).
+fn first_unservable(
+    before: &Stored,
+    changes: &[Change],
+    unservable: &[Option<Status>],
+    ordered: bool,
+    previous: &Snapshot,
+    defaults: Timeouts,
+) -> Option<(usize, Status)> {
+    let mut work = Work::from(before);
+    let time = store::now();
+    for (i, change) in changes.iter().enumerate() {
+        if unservable[i].is_some() {
+            continue;
+        }
+        if let Ok(Stepped::Changed(changes, _)) = step(&mut work, change, ordered) {
+            work.revision += 1;
+            work.metas = store::next_metas(&work.metas, &changes, work.revision, Some(time));
+            if let Err(e) = Snapshot::build(work.config.clone(), defaults, Some(previous)) {
+                return Some((i, build_error(&e)));
+            }
+        }
     }
-    if !valid_by_its_changes(&config, &changes)
-        && let Err(report) = pingora_config::validate_message(&config, "grpc")
-    {
-        return Err(rejected_change(&config, Some(&head.config), &violations(&report)));
-    }
-    let revision = head.revision + 1;
-    let metas = store::next_metas(&head.metas, &changes, revision, Some(store::now()));
-    let stored = Stored {
-        hash: json::config_hash(&config),
-        config: Arc::new(config),
-        revision,
-        metas,
-        applied_time: SystemTime::now(),
+    None
+}
+
+/// One write on `work`, applied to it when it is accepted.
+fn step(work: &mut Work, change: &Change, ordered: bool) -> Result<Stepped, Status> {
+    let edit = change(&Head { config: &work.config, metas: &work.metas, revision: work.revision })?;
+    let is_put = matches!(edit, Edit::Put(_));
+    let (changes, undo) = match edit::apply(&mut work.config, edit, ordered) {
+        Applied::Unchanged(edit) => {
+            return Ok(Stepped::Unchanged(match edit {
+                Edit::Put(v) => Some(v),
+                _ => None,
+            }));
+        }
+        Applied::Changed(changes, undo) => (changes, undo),
     };
-    Ok(Some(Proposed { stored: Arc::new(stored), changes }))
+    if !valid_by_its_changes(&work.config, &changes)
+        && let Err(report) = pingora_config::validate_message(&*work.config, "grpc")
+    {
+        let status = rejected_change(&work.config, &changes, &violations(&report));
+        edit::undo(&mut work.config, undo);
+        return Err(status);
+    }
+    // A put changes its own resource only.
+    let put = if is_put { changes.first().and_then(|(_, _, new)| new.as_ref()?.value.clone()) } else { None };
+    Ok(Stepped::Changed(changes, put))
 }
 
 /// Whether `config`, made by `changes` from a valid config, is valid
@@ -495,20 +566,19 @@ pub fn rejected(config: &v1::Config, violations: &[v1::Violation]) -> Status {
     }
 }
 
-/// [`rejected`] for a change of `before`. When the resources holding the
-/// dangling references are unchanged, the change removed what they refer
-/// to: "still referred to by ...". When the change itself wrote a
+/// [`rejected`] for a config made by `changes`. When the resources holding
+/// the dangling references are unchanged, the change removed what they
+/// refer to: "still referred to by ...". When the change itself wrote a
 /// reference to something missing, the message is that violation's
 /// ("upstream `x` does not exist").
-pub fn rejected_change(config: &v1::Config, before: Option<&v1::Config>, violations: &[v1::Violation]) -> Status {
-    let Some(before) = before else { return rejected(config, violations) };
+pub fn rejected_change(config: &v1::Config, changes: &[store::Change], violations: &[v1::Violation]) -> Status {
     if violations.is_empty() || !violations.iter().all(|v| v.rule == "ref") {
         return error(Code::InvalidArgument, violations, None);
     }
-    let old = super::store::resources(before);
-    let new = super::store::resources(config);
-    let unchanged =
-        |path: &str| resource_key(config, path).is_some_and(|k| old.contains_key(&k) && old.get(&k) == new.get(&k));
+    // In the config after the change and not changed by it: there before.
+    let unchanged = |path: &str| {
+        resource_key(config, path).is_some_and(|k| changes.binary_search_by(|(key, _, _)| key.cmp(&k)).is_err())
+    };
     if violations.iter().all(|v| unchanged(&v.path)) {
         rejected(config, violations)
     } else {
@@ -623,7 +693,7 @@ mod tests {
     fn open(path: &Path) -> (Arc<FileConfigStore>, Arc<Writer>) {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let c = load(&text);
-        let snapshot = match Snapshot::build(c.clone(), Timeouts::DEFAULT, None) {
+        let snapshot = match Snapshot::build(Arc::new(c.clone()), Timeouts::DEFAULT, None) {
             Ok(s) => s,
             Err(e) => panic!("{e}"),
         };
@@ -666,7 +736,7 @@ mod tests {
     }
 
     fn revision(r: &Result<Written, Status>) -> Result<i64, Code> {
-        r.as_ref().map(|w| w.after.revision).map_err(|s| s.code())
+        r.as_ref().map(|w| w.revision).map_err(|s| s.code())
     }
 
     /// The shortcut never accepts what validating the whole config refuses,
@@ -754,48 +824,40 @@ mod tests {
         assert_eq!(store.revision(), 1);
         let (_, mut live_events) = store_events(&store);
         let a = (v1::resource::Kind::Upstream, "a".to_owned());
+        use v1::resource::Value;
+        // Edits of one resource and whole configs, mixed.
         let changes: Vec<Change> = vec![
             // 1: changes upstream a.
-            Box::new(|s: &Stored| {
-                let mut c = (*s.config).clone();
-                c.upstreams[0] = upstream("a", 2);
-                Ok(c)
-            }),
+            Box::new(|_: &Head<'_>| Ok(Edit::Put(Value::Upstream(upstream("a", 2))))),
             // 2: breaks a rule (port 0): refused alone.
-            Box::new(|s: &Stored| {
-                let mut c = (*s.config).clone();
+            Box::new(|s: &Head<'_>| {
+                let mut c = s.config.clone();
                 let mut bad = upstream("bad", 1);
                 bad.nodes[0].port = 0;
                 c.upstreams.push(bad);
-                Ok(c)
+                Ok(Edit::Whole(c))
             }),
             // 3: adds upstream c.
-            Box::new(|s: &Stored| {
-                let mut c = (*s.config).clone();
-                c.upstreams.push(upstream("c", 3));
-                Ok(c)
-            }),
+            Box::new(|_: &Head<'_>| Ok(Edit::Put(Value::Upstream(upstream("c", 3))))),
             // 4: expects upstream a as it was before write 1: a conflict.
-            Box::new(move |s: &Stored| {
+            Box::new(move |s: &Head<'_>| {
                 if s.metas.get(&a).map(|m| m.revision) != Some(1) {
                     return Err(Status::aborted("a changed"));
                 }
-                Ok((*s.config).clone())
+                Ok(Edit::Whole(s.config.clone()))
             }),
             // 5: a route to c, which exists only thanks to write 3.
-            Box::new(|s: &Stored| {
-                let mut c = (*s.config).clone();
+            Box::new(|s: &Head<'_>| {
+                let mut c = s.config.clone();
                 c.routes.push(route("r", "c", ""));
-                Ok(c)
+                Ok(Edit::Whole(c))
             }),
             // 6: valid, but cannot be served (CORS credentials with `*`).
-            Box::new(|s: &Stored| {
-                let mut c = (*s.config).clone();
-                c.routes.push(route("cors", "c", ", plugins: { cors: { allow_credentials: true } }"));
-                Ok(c)
+            Box::new(|_: &Head<'_>| {
+                Ok(Edit::Put(Value::Route(route("cors", "c", ", plugins: { cors: { allow_credentials: true } }"))))
             }),
             // 7: changes nothing.
-            Box::new(|s: &Stored| Ok((*s.config).clone())),
+            Box::new(|s: &Head<'_>| Ok(Edit::Whole(s.config.clone()))),
         ];
         let results = batch(&writer, changes).await;
         let got: Vec<_> = results.iter().map(revision).collect();
@@ -808,8 +870,15 @@ mod tests {
         assert!(bad.contains("upstreams[1]") && bad.contains("port"), "{bad}");
         let cors = results[5].as_ref().err().map(|s| s.message().to_owned()).unwrap_or_default();
         assert!(cors.contains("allow_credentials"), "{cors}");
-        let befores: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).map(|w| w.before.revision).collect();
+        let befores: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).map(|w| w.before).collect();
         assert_eq!(befores, [1, 2, 3, 4]);
+        // And its own changes.
+        let changed: Vec<Vec<&str>> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|w| w.changes.iter().map(|((_, id), _, _)| id.as_str()).collect())
+            .collect();
+        assert_eq!(changed, [vec!["a"], vec!["c"], vec!["r"], vec![]]);
 
         // One event per change, at its own revision, in order.
         let mut events = Vec::new();
@@ -834,12 +903,8 @@ mod tests {
     }
 
     /// A change that sets the one upstream `a` to `port`.
-    fn set_port(port: u32) -> impl Fn(&Stored) -> Result<v1::Config, Status> + Send + 'static {
-        move |s| {
-            let mut c = (*s.config).clone();
-            c.upstreams = vec![upstream("a", port)];
-            Ok(c)
-        }
+    fn set_port(port: u32) -> impl Fn(&Head<'_>) -> Result<Edit, Status> + Send + 'static {
+        move |_| Ok(Edit::Put(v1::resource::Value::Upstream(upstream("a", port))))
     }
 
     #[tokio::test]

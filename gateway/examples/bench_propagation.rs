@@ -400,6 +400,9 @@ async fn metric(admin: u16, name: &str) -> f64 {
         .sum()
 }
 
+/// Batches that found no idle CPU in time (`write::IDLE_WAIT`).
+const RAISED: &str = "pingora_config_admin_write_batches_raised_total";
+
 /// Writes and group-commit batches the node committed so far.
 async fn batches(admin: u16) -> (f64, f64) {
     (
@@ -449,12 +452,14 @@ async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&
     let baseline_secs = (seconds / 3).max(5);
     let (before_rps, before_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
     let committed = batches(admin).await;
+    let raised_before = metric(admin, RAISED).await;
     let load = tokio::task::spawn_blocking(move || wrk(port, seconds, wrk_cpus));
     let writes = writer_thread(admin, seconds);
     let (rps, failed) = load.await??;
     let (mut stats, elapsed) = writes.join().map_err(|_| "the writers panicked")??;
     let (w, b) = batches(admin).await;
     let per_batch = (w - committed.0) / (b - committed.1).max(1.0);
+    let raised = metric(admin, RAISED).await - raised_before;
     let (after_rps, after_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
     let base_rps = (before_rps + after_rps) / 2.0;
     let writes = stats.latencies.len();
@@ -463,7 +468,7 @@ async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&
     println!(
         "sustained {label}: {writes} writes due at 200/s over {seconds} s by {WRITERS} writers: {rate:.0}/s reached, \
          write latency (from when due) p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} failed, {} conflicts; \
-         {per_batch:.1} writes per commit; \
+         {per_batch:.1} writes per commit, {raised:.0} of {:.0} commits raised from idle CPU; \
          under wrk -c16: failed requests {failed}; {rps:.0} req/s vs {base_rps:.0} req/s without writes ({:+.1}%; \
          {before_rps:.0} before and {after_rps:.0} after, {} failed)",
         ms(percentile(&stats.latencies, 0.5)),
@@ -471,6 +476,7 @@ async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&
         ms(stats.latencies.last().copied().unwrap_or_default()),
         stats.failed,
         stats.conflicts,
+        b - committed.1,
         (rps / base_rps - 1.0) * 100.0,
         before_failed + after_failed,
     );

@@ -292,6 +292,84 @@ pub fn control_plane_thread() {
 
 /// See [`control_plane_thread`]: nice 5.
 const CONTROL_PLANE_PRIORITY: u8 = 35;
+#[cfg(target_os = "linux")]
+const CONTROL_PLANE_NICE: i32 = 5;
+
+/// A control-plane thread lowered to `SCHED_IDLE` by [`idle_thread`]
+/// until this is dropped.
+pub struct IdleThread {
+    id: Option<NativeThread>,
+}
+
+/// A thread as the OS knows it, to raise it from another thread.
+#[cfg(target_os = "linux")]
+pub type NativeThread = thread_priority::ThreadId;
+#[cfg(not(target_os = "linux"))]
+pub type NativeThread = ();
+
+/// Lowers the calling control-plane thread to `SCHED_IDLE` until the guard
+/// is dropped (then it is a [`control_plane_thread`] again): it runs only
+/// on CPU that no other thread wants, and any worker waking up takes the
+/// CPU from it at once. The write path's heavy work (planning, persisting,
+/// compiling a batch) runs so: on a loaded 2-CPU machine it then fills the
+/// gaps the data plane leaves instead of taking its turn between requests
+/// (measured in bench/README.md, "Propagation"). It could starve on a
+/// machine with no idle CPU: [`raise_to_control_plane`] bounds that.
+pub fn idle_thread() -> IdleThread {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let id = thread_priority::thread_native_id();
+        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        match thread_priority::set_thread_priority_and_policy(id, ThreadPriority::Min, policy) {
+            Ok(()) => {
+                // Setting the policy set nice 0; the nice value is kept
+                // (though unused) while idle, and is 5 again once raised.
+                let _ = rustix::process::setpriority_process(None, CONTROL_PLANE_NICE);
+                IdleThread { id: Some(id) }
+            }
+            Err(e) => {
+                log::debug!("control plane: cannot make this thread idle: {e:?}");
+                IdleThread { id: None }
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    IdleThread { id: None }
+}
+
+impl IdleThread {
+    /// The thread, when it was made idle.
+    pub fn id(&self) -> Option<NativeThread> {
+        self.id
+    }
+}
+
+impl Drop for IdleThread {
+    fn drop(&mut self) {
+        if self.id.is_some() {
+            control_plane_thread();
+        }
+    }
+}
+
+/// Raises a thread made idle by [`idle_thread`] back to `SCHED_BATCH`
+/// (its nice value, 5, was kept while it was idle). Called from another
+/// control-plane thread: `thread-priority` sets the policy of `thread`
+/// and the nice value of the calling thread, which is already 5.
+pub fn raise_to_control_plane(thread: NativeThread) {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let priority = ThreadPriority::Crossplatform(CONTROL_PLANE_PRIORITY.try_into().unwrap_or_default());
+        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+        if let Err(e) = thread_priority::set_thread_priority_and_policy(thread, priority, policy) {
+            log::debug!("control plane: cannot raise an idle thread: {e:?}");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = thread;
+}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
@@ -318,5 +396,35 @@ mod tests {
         .unwrap_or_else(|_| panic!("the test thread panicked"));
         assert_eq!(own, (SCHED_BATCH, 5));
         assert_eq!(child.unwrap_or_else(|_| panic!("the child thread panicked")), (SCHED_BATCH, 5));
+    }
+
+    #[test]
+    fn an_idle_thread_is_raised_from_another_thread_and_is_a_control_plane_thread_again_after() {
+        const SCHED_BATCH: u64 = 3;
+        const SCHED_IDLE: u64 = 5;
+        let (to_main, from_thread) = std::sync::mpsc::channel();
+        let (to_thread, from_main) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            super::control_plane_thread();
+            let idle = super::idle_thread();
+            let _ = to_main.send((idle.id(), scheduling()));
+            let _ = from_main.recv();
+            let raised = scheduling();
+            drop(idle);
+            (raised, scheduling())
+        });
+        let (id, idle) = from_thread.recv().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(idle.0, SCHED_IDLE);
+        // Raised by a control-plane thread (nice 5, as the caller's nice is set too).
+        std::thread::spawn(move || {
+            super::control_plane_thread();
+            super::raise_to_control_plane(id.unwrap_or_else(|| panic!("not made idle")));
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("the raising thread panicked"));
+        let _ = to_thread.send(());
+        let (raised, after) = thread.join().unwrap_or_else(|_| panic!("the test thread panicked"));
+        assert_eq!(raised, (SCHED_BATCH, 5));
+        assert_eq!(after, (SCHED_BATCH, 5));
     }
 }

@@ -68,6 +68,20 @@ pub mod metrics {
         })
     }
 
+    /// `pingora_config_admin_write_batches_raised_total`: batches that
+    /// found no idle CPU within `write::IDLE_WAIT` and were raised to the
+    /// control plane's priority.
+    pub fn raised() -> &'static prometheus::IntCounter {
+        static C: OnceLock<prometheus::IntCounter> = OnceLock::new();
+        C.get_or_init(|| {
+            let name = "pingora_config_admin_write_batches_raised_total";
+            let help = "Batches of writes raised from idle CPU to the control plane's priority after waiting.";
+            prometheus::register_int_counter!(name, help)
+                .or_else(|_| prometheus::IntCounter::new(name, help))
+                .unwrap_or_else(|_| unreachable!("a valid metric name"))
+        })
+    }
+
     /// `pingora_config_admin_writes_total{outcome}`: writes through the
     /// management API by outcome (`applied`, `unchanged`, `rejected`,
     /// `aborted`, `failed`).

@@ -70,6 +70,8 @@ pub struct Writer {
     queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     /// See [`LINGER`].
     linger: std::time::Duration,
+    /// See [`IDLE_WAIT`].
+    idle_wait: std::time::Duration,
     /// Batches taken by the committer so far.
     batches: Arc<AtomicU64>,
 }
@@ -91,7 +93,15 @@ pub struct Written {
 
 impl Writer {
     pub fn new(store: Arc<dyn ConfigStore>, live: Arc<Live>, defaults: Timeouts) -> Writer {
-        Writer { store, live, defaults, queue: Mutex::new(None), linger: LINGER, batches: Arc::default() }
+        Writer {
+            store,
+            live,
+            defaults,
+            queue: Mutex::new(None),
+            linger: LINGER,
+            idle_wait: IDLE_WAIT,
+            batches: Arc::default(),
+        }
     }
 
     /// The same writer with `linger` instead of [`LINGER`] between the
@@ -150,6 +160,7 @@ impl Writer {
             live: self.live.clone(),
             defaults: self.defaults,
             linger: self.linger,
+            idle_wait: self.idle_wait,
             batches: self.batches.clone(),
         };
         tokio::spawn(committer.run(rx));
@@ -195,6 +206,26 @@ fn build_error(e: &crate::snapshot::BuildError) -> Status {
 /// in turn) never waits: its batches grow by themselves while it commits.
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// The longest a batch runs in idle CPU only before it gets the control
+/// plane's share (`SCHED_BATCH` at nice 5, see
+/// [`crate::server::control_plane_thread`]).
+///
+/// A batch's planning, persisting and compiling run under `SCHED_IDLE`
+/// ([`crate::server::idle_thread`]): any worker waking takes the CPU from
+/// it at once, so on a loaded machine writes fill the gaps between
+/// requests instead of taking turns with them. At 200 writes/s under wrk
+/// on 2 CPUs that took the data plane's loss with the file store from
+/// about 20-30% to 7-9% (bench/README.md, "Propagation"). On a machine
+/// with no idle CPU at all the batch would starve: after this long it is
+/// raised, and the batches after it start raised for [`IDLE_RETRY`], so
+/// writes wait a bounded time and progress at the share they had before.
+pub const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// After a batch was raised, how long the batches after it run at the
+/// control plane's priority from the start before trying idle CPU again:
+/// on a saturated machine one batch per this pays [`IDLE_WAIT`], not each.
+pub const IDLE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn take_queued(rx: &mut mpsc::UnboundedReceiver<Job>, jobs: &mut Vec<Job>) {
     while jobs.len() < MAX_BATCH {
         match rx.try_recv() {
@@ -223,6 +254,7 @@ struct Committer {
     live: Arc<Live>,
     defaults: Timeouts,
     linger: std::time::Duration,
+    idle_wait: std::time::Duration,
     batches: Arc<AtomicU64>,
 }
 
@@ -250,6 +282,9 @@ impl Committer {
         // write, or writes were queued by the time it was committed.
         let mut streaming = false;
         let mut last_start = tokio::time::Instant::now();
+        // Until when batches run at the control plane's priority from the
+        // start, a batch having found no idle CPU (see [`IDLE_WAIT`]).
+        let mut raised_until: Option<tokio::time::Instant> = None;
         while let Some(first) = rx.recv().await {
             let mut jobs = vec![first];
             take_queued(&mut rx, &mut jobs);
@@ -261,19 +296,34 @@ impl Committer {
             // Counted before the writes are answered.
             self.batches.fetch_add(1, Ordering::Relaxed);
             crate::admin::metrics::batches().inc();
-            self.commit(jobs).await;
+            let idle = raised_until.is_none_or(|t| last_start >= t);
+            if !self.commit(jobs, idle).await {
+                raised_until = Some(tokio::time::Instant::now() + IDLE_RETRY);
+            }
             streaming = batch > 1 || !rx.is_empty();
         }
     }
 
-    async fn commit(&self, jobs: Vec<Job>) {
+    /// Commits a batch, its heavy part in idle CPU when `idle`; `false`
+    /// when it had to be raised for want of idle CPU.
+    async fn commit(&self, jobs: Vec<Job>, idle: bool) -> bool {
         let before = self.store.current();
         let base = before.revision;
         let (previous, defaults, store) = (self.live.load(), self.defaults, self.store.clone());
         let (changes, replies): (Vec<Change>, Vec<_>) = jobs.into_iter().map(|j| (j.change, j.reply)).unzip();
         // Planned and, where the store can (the file store), committed on
-        // one blocking thread.
-        let planned = tokio::task::spawn_blocking(move || {
+        // one blocking thread, in CPU the data plane leaves idle (see
+        // [`IDLE_WAIT`]).
+        let thread = Arc::new(std::sync::OnceLock::new());
+        let (thread_id, idle_cpu) = (thread.clone(), idle);
+        let mut task = tokio::task::spawn_blocking(move || {
+            let _idle = idle_cpu.then(|| {
+                let guard = crate::server::idle_thread();
+                if let Some(id) = guard.id() {
+                    let _ = thread_id.set(id);
+                }
+                guard
+            });
             let (planned, batch) = plan(&before, &changes, store.ordered_by_id(), &previous, defaults);
             let committed = match batch {
                 Some((batch, snapshot)) => store.commit_here(base, batch, snapshot),
@@ -282,15 +332,26 @@ impl Committer {
             // The config replaced is dropped here, not on the runtime.
             drop((before, previous));
             (planned, committed)
-        })
-        .await;
+        });
+        let mut found_idle = true;
+        let planned = match tokio::time::timeout(self.idle_wait, &mut task).await {
+            Ok(done) => done,
+            Err(_) => {
+                if let Some(id) = thread.get() {
+                    crate::server::raise_to_control_plane(*id);
+                    crate::admin::metrics::raised().inc();
+                    found_idle = false;
+                }
+                task.await
+            }
+        };
         let (planned, committed) = match planned {
             Ok(p) => p,
             Err(e) => {
                 for r in replies {
                     let _ = r.send(Err(Status::internal(format!("the write failed: {e}"))));
                 }
-                return;
+                return found_idle;
             }
         };
         let mut results: Vec<Option<Result<Committed, CommitError>>> = match committed {
@@ -328,6 +389,7 @@ impl Committer {
             };
             let _ = reply.send(result);
         }
+        found_idle
     }
 }
 

@@ -111,6 +111,13 @@ impl Writer {
         self
     }
 
+    /// The same writer with `wait` instead of [`IDLE_WAIT`] before a batch
+    /// without idle CPU is raised.
+    pub fn with_idle_wait(mut self, wait: std::time::Duration) -> Writer {
+        self.idle_wait = wait;
+        self
+    }
+
     /// How many batches the committer has taken so far (each counted
     /// before its writes are answered).
     pub fn batches(&self) -> u64 {
@@ -1020,6 +1027,46 @@ mod tests {
         }
         assert_eq!(writer.batches(), 9);
         assert!(started.elapsed() < linger, "{:?}", started.elapsed());
+    }
+
+    /// The scheduling policy of the calling thread (field 41 of its stat).
+    #[cfg(target_os = "linux")]
+    fn policy() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_else(|e| panic!("{e}"));
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        fields.get(41 - 3).and_then(|f| f.parse().ok()).unwrap_or_else(|| panic!("{stat}"))
+    }
+
+    /// A batch's changes run in idle CPU; one still running after the wait
+    /// is raised, and the batch after it starts raised.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_batch_runs_in_idle_cpu_and_one_that_waits_too_long_is_raised() {
+        const SCHED_BATCH: u64 = 3;
+        const SCHED_IDLE: u64 = 5;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+        let (_, writer) = open(&path);
+        let wait = std::time::Duration::from_millis(50);
+        let writer = Arc::into_inner(writer).unwrap_or_else(|| unreachable!()).with_idle_wait(wait);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for (port, slow) in [(1u32, false), (2, true), (3, false)] {
+            let seen = seen.clone();
+            let change = move |_: &Head<'_>| {
+                if slow {
+                    std::thread::sleep(wait * 4);
+                }
+                if let Ok(mut s) = seen.lock() {
+                    s.push(policy());
+                }
+                Ok(Edit::Put(v1::resource::Value::Upstream(upstream("a", port))))
+            };
+            assert!(writer.write(change).await.is_ok());
+        }
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(seen[..2], [SCHED_IDLE, SCHED_BATCH], "{seen:?}");
+        assert_ne!(seen[2], SCHED_IDLE, "{seen:?}");
     }
 
     fn store_events(store: &Arc<FileConfigStore>) -> store::Subscription {

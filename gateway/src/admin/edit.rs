@@ -2,10 +2,11 @@
 //! or in place of the one with its id) or removed, or a whole new config.
 //!
 //! The writer applies a batch's edits in place to one copy of the config,
-//! and an edit yields the resources it changes as it is applied, so a
-//! write costs the resources it changes: no copy of the whole config, and
-//! no comparison of it with the one before, per write (measured in
-//! bench/README.md, "Propagation").
+//! and an edit yields the resources it changes as it is applied: no copy
+//! of the whole config, and no comparison of it with the one before, per
+//! write (what is left per write is finding the resource by id and the
+//! id sets of the validation shortcut; measured in bench/README.md,
+//! "Propagation").
 
 use std::sync::Arc;
 

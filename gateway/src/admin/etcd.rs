@@ -260,6 +260,14 @@ fn build_config<'a>(docs: impl Iterator<Item = &'a v1::Resource>) -> v1::Config 
     c
 }
 
+/// The applied documents by key: a persistent map, so that a commit or a
+/// change from the watch starts from the current ones without copying
+/// every resource.
+type Docs = imbl::OrdMap<Key, Doc>;
+
+/// Mod revision of every config key, as last seen (persistent, as [`Docs`]).
+type Raw = imbl::OrdMap<Key, i64>;
+
 /// A document applied, with its key's revisions.
 #[derive(Clone)]
 struct Doc {
@@ -334,10 +342,10 @@ struct Cache {
 struct State {
     stored: Arc<Stored>,
     /// The applied documents (the config of `stored`).
-    docs: BTreeMap<Key, Doc>,
+    docs: Docs,
     /// Mod revision of every config key in etcd as last seen, applied or
     /// not: what a write compares.
-    raw: BTreeMap<Key, i64>,
+    raw: Raw,
     /// The etcd revision this node has processed.
     seen: i64,
 }
@@ -446,13 +454,13 @@ impl EtcdConfigStore {
             None => match load_cache(&settings, defaults) {
                 Ok((snapshot, docs, revision, seen)) => {
                     log::info!("etcd: serving the cached config of revision {revision}");
-                    let raw = docs.iter().map(|(k, d)| (k.clone(), d.mod_rev)).collect();
+                    let raw: Raw = docs.iter().map(|(k, d)| (k.clone(), d.mod_rev)).collect();
                     (snapshot, docs, revision, raw, BTreeMap::new(), seen)
                 }
                 Err(e) => {
                     log::warn!("etcd: no usable cache ({e}); serving an empty config until etcd answers");
                     let snapshot = check(v1::Config::default(), defaults, None)?;
-                    (snapshot, BTreeMap::new(), 0, BTreeMap::new(), BTreeMap::new(), 0)
+                    (snapshot, Docs::new(), 0, Raw::new(), BTreeMap::new(), 0)
                 }
             },
         };
@@ -703,6 +711,10 @@ impl EtcdConfigStore {
         let (mut docs, current) = match self.state.lock() {
             Ok(mut s) => {
                 revisions.retain(|(rev, _)| *rev > s.seen);
+                if revisions.is_empty() {
+                    // This node's own writes, installed when committed.
+                    return;
+                }
                 for (rev, batch) in &revisions {
                     for (key, doc, r) in batch {
                         match (doc, r) {
@@ -751,7 +763,7 @@ impl EtcdConfigStore {
                     if s.stored.revision != current.revision {
                         return;
                     }
-                    self.install_locked(&mut s, docs, Arc::new(config), changes, snapshot);
+                    self.install_locked(&mut s, docs, Arc::new(config), changes, snapshot, None);
                 }
             }
             Err(_) => {
@@ -799,7 +811,7 @@ impl EtcdConfigStore {
     /// the runtime); `None` when it is the config already live.
     async fn compile(
         &self,
-        docs: &BTreeMap<Key, Doc>,
+        docs: &Docs,
         current: &Stored,
     ) -> Option<(v1::Config, Result<Snapshot, String>)> {
         let config = build_config(docs.values().map(|d| &d.resource));
@@ -886,33 +898,39 @@ impl EtcdConfigStore {
     }
 
     /// Makes `config` the applied config at `revision`.
-    fn install(&self, docs: BTreeMap<Key, Doc>, config: v1::Config, revision: i64, snapshot: Snapshot) {
+    fn install(&self, docs: Docs, config: v1::Config, revision: i64, snapshot: Snapshot) {
         let Ok(mut s) = self.state.lock() else { return };
         let changes = store::changes(&s.stored.config, &config);
-        self.install_locked(&mut s, docs, Arc::new(config), vec![(revision, changes)], snapshot);
+        self.install_locked(&mut s, docs, Arc::new(config), vec![(revision, changes)], snapshot, None);
     }
 
     /// Makes `config` the applied config at the last of `revisions`, each
     /// with its own changes (events), and `snapshot` (built from `config`)
-    /// live.
+    /// live. `known`: the metadata after the last revision and the config's
+    /// hash, when the caller has them (a commit of this node's), rather
+    /// than derived again from every document.
     fn install_locked(
         &self,
         s: &mut State,
-        docs: BTreeMap<Key, Doc>,
+        docs: Docs,
         config: Arc<v1::Config>,
         revisions: Vec<(i64, Vec<Change>)>,
         snapshot: Snapshot,
+        known: Option<(store::Metas, String)>,
     ) {
         let Some(revision) = revisions.last().map(|r| r.0) else { return };
-        let metas = docs
-            .iter()
-            .map(|(k, d)| {
-                let old = s.stored.metas.get(k).filter(|m| m.revision == d.mod_rev);
-                (k.clone(), old.cloned().unwrap_or_else(|| meta(d, None)))
-            })
-            .collect();
+        let (metas, hash) = known.unwrap_or_else(|| {
+            let metas = docs
+                .iter()
+                .map(|(k, d)| {
+                    let old = s.stored.metas.get(k).filter(|m| m.revision == d.mod_rev);
+                    (k.clone(), old.cloned().unwrap_or_else(|| meta(d, None)))
+                })
+                .collect();
+            (metas, json::config_hash(&config))
+        });
         let stored = Arc::new(Stored {
-            hash: json::config_hash(&config),
+            hash,
             config,
             revision,
             metas,
@@ -1199,7 +1217,8 @@ impl EtcdConfigStore {
             && match self.state.lock() {
                 Ok(mut s) if s.seen == seen_at_start && s.stored.revision == base => {
                     s.raw = raw;
-                    self.install_locked(&mut s, docs, batch.last.config.clone(), revisions, snapshot);
+                    let known = Some((metas, batch.last.hash.clone()));
+                    self.install_locked(&mut s, docs, batch.last.config.clone(), revisions, snapshot, known);
                     true
                 }
                 _ => false,
@@ -1234,15 +1253,15 @@ impl Drop for Committing<'_> {
 
 /// A listing of the prefix, parsed.
 struct Listing {
-    docs: BTreeMap<Key, Doc>,
-    raw: BTreeMap<Key, i64>,
+    docs: Docs,
+    raw: Raw,
     nodes: BTreeMap<String, NodeRecord>,
     errors: Vec<String>,
 }
 
 impl Listing {
     fn from(prefix: &str, kvs: &[etcd_client::KeyValue]) -> Listing {
-        let mut l = Listing { docs: BTreeMap::new(), raw: BTreeMap::new(), nodes: BTreeMap::new(), errors: Vec::new() };
+        let mut l = Listing { docs: Docs::new(), raw: Raw::new(), nodes: BTreeMap::new(), errors: Vec::new() };
         for kv in kvs {
             match parse_key(prefix, kv.key()) {
                 Path::Resource(key) => {
@@ -1270,14 +1289,14 @@ impl Listing {
     /// validates, otherwise the documents added one at a time (referenced
     /// kinds first), each kept only if the config stays valid.
     #[allow(clippy::type_complexity)]
-    fn adopt(&self, previous: Option<&Snapshot>, defaults: Timeouts) -> ((Snapshot, BTreeMap<Key, Doc>), Vec<String>) {
+    fn adopt(&self, previous: Option<&Snapshot>, defaults: Timeouts) -> ((Snapshot, Docs), Vec<String>) {
         let mut errors = self.errors.clone();
         let all = build_config(self.docs.values().map(|d| &d.resource));
         match check(all, defaults, previous) {
             Ok(s) => return ((s, self.docs.clone()), errors),
             Err(e) => errors.push(format!("the config in etcd is not valid as a whole:\n{e}")),
         }
-        let mut kept: BTreeMap<Key, Doc> = BTreeMap::new();
+        let mut kept: Docs = Docs::new();
         for (kind, _) in COLLECTIONS {
             for (key, doc) in self.docs.iter().filter(|(k, _)| k.0 == kind) {
                 kept.insert(key.clone(), doc.clone());
@@ -1295,7 +1314,7 @@ impl Listing {
                 errors.push(format!("no valid config could be built: {e}"));
                 let empty = check(v1::Config::default(), defaults, previous);
                 match empty {
-                    Ok(s) => ((s, BTreeMap::new()), errors),
+                    Ok(s) => ((s, Docs::new()), errors),
                     Err(_) => unreachable!("an empty config is valid"),
                 }
             }
@@ -1318,7 +1337,7 @@ async fn connect(s: &Settings) -> Result<Client, String> {
     with_timeout(s.dial_timeout + s.request_timeout, "etcd connect", Client::connect(endpoints, Some(o))).await
 }
 
-fn load_cache(s: &Settings, defaults: Timeouts) -> Result<(Snapshot, BTreeMap<Key, Doc>, i64, i64), String> {
+fn load_cache(s: &Settings, defaults: Timeouts) -> Result<(Snapshot, Docs, i64, i64), String> {
     let path = s.cache_path();
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let cache: Cache = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -280,9 +280,19 @@ struct WriteStats {
 /// or not the previous ones returned; [`WRITERS`] writers take the due
 /// writes in order. Returns the stats and the time until the last write
 /// returned.
+/// Turns the open-loop writers on and off (the interleaved rounds).
+#[derive(Default)]
+struct Switch {
+    /// While set, no write is due.
+    paused: std::sync::atomic::AtomicBool,
+    /// Set: no more writes are due at all.
+    stop: std::sync::atomic::AtomicBool,
+}
+
 async fn open_loop_writes(
     res: ResourceServiceClient<Channel>,
     seconds: u64,
+    switch: std::sync::Arc<Switch>,
 ) -> Result<(WriteStats, Duration), BoxError> {
     let mut revisions = Vec::new();
     for w in 0..WRITERS {
@@ -351,6 +361,12 @@ async fn open_loop_writes(
     for n in 0..total {
         let due = started + WRITE_INTERVAL * n as u32;
         tokio::time::sleep_until(due.into()).await;
+        if switch.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        if switch.paused.load(std::sync::atomic::Ordering::Relaxed) {
+            continue;
+        }
         if due_tx.send((n, due)).is_err() {
             break;
         }
@@ -416,13 +432,22 @@ async fn batches(admin: u16) -> (f64, f64) {
 /// priority of the gateway's control plane, so that on a small machine its
 /// own CPU (gRPC and JSON encoding) does not count against the data plane.
 fn writer_thread(admin: u16, seconds: u64) -> std::thread::JoinHandle<Result<(WriteStats, Duration), BoxError>> {
+    switched_writer_thread(admin, seconds, std::sync::Arc::default())
+}
+
+/// [`writer_thread`], turned on and off by `switch`.
+fn switched_writer_thread(
+    admin: u16,
+    seconds: u64,
+    switch: std::sync::Arc<Switch>,
+) -> std::thread::JoinHandle<Result<(WriteStats, Duration), BoxError>> {
     std::thread::spawn(move || -> Result<(WriteStats, Duration), BoxError> {
         gateway::server::control_plane_thread();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let cpu = thread_cpu_time();
         let result = rt.block_on(async move {
             let ch = Channel::from_shared(format!("http://127.0.0.1:{admin}"))?.connect().await?;
-            open_loop_writes(ResourceServiceClient::new(ch), seconds).await
+            open_loop_writes(ResourceServiceClient::new(ch), seconds, switch).await
         });
         if let Ok((stats, _)) = &result {
             let per_write =
@@ -479,6 +504,46 @@ async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&
         b - committed.1,
         (rps / base_rps - 1.0) * 100.0,
         before_failed + after_failed,
+    );
+    interleaved(admin, port, wrk_cpus).await
+}
+
+/// The req/s drop again, in short rounds of wrk with the writes off and on
+/// in the order off, on, on, off, ... (so that a machine getting busier or
+/// quieter over the minute cancels out rather than reading as the writes'
+/// effect): the median of each against the other. On a shared host the
+/// before/after baselines of [`sustained`] drift by up to 20%.
+async fn interleaved(admin: u16, port: u16, wrk_cpus: Option<&'static str>) -> Result<(), BoxError> {
+    const ROUNDS: usize = 12;
+    const ROUND_SECS: u64 = 4;
+    let switch = std::sync::Arc::new(Switch::default());
+    switch.paused.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = switched_writer_thread(admin, 3600, switch.clone());
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    let mut failed = 0;
+    for i in 0..ROUNDS {
+        let writing = matches!(i % 4, 1 | 2);
+        switch.paused.store(!writing, std::sync::atomic::Ordering::Relaxed);
+        // Let a backlog of writes drain, or the writes get going.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (rps, f) = tokio::task::spawn_blocking(move || wrk(port, ROUND_SECS, wrk_cpus)).await??;
+        failed += f;
+        if writing { on.push(rps) } else { off.push(rps) }
+    }
+    switch.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (stats, _) = writes.join().map_err(|_| "the writers panicked")??;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (m_on, m_off) = (median(&mut on), median(&mut off));
+    println!(
+        "  interleaved, {ROUNDS} rounds of {ROUND_SECS} s (writes off, on, on, off, ...): median {m_on:.0} req/s with \
+         writes vs {m_off:.0} without ({:+.1}%); {} writes, {} failed, {} conflicts; failed requests {failed}",
+        (m_on / m_off - 1.0) * 100.0,
+        stats.latencies.len(),
+        stats.failed,
+        stats.conflicts,
     );
     Ok(())
 }

@@ -809,11 +809,7 @@ impl EtcdConfigStore {
     /// give is valid; otherwise ignores them.
     /// The config `docs` make, and its snapshot (validated and compiled off
     /// the runtime); `None` when it is the config already live.
-    async fn compile(
-        &self,
-        docs: &Docs,
-        current: &Stored,
-    ) -> Option<(v1::Config, Result<Snapshot, String>)> {
+    async fn compile(&self, docs: &Docs, current: &Stored) -> Option<(v1::Config, Result<Snapshot, String>)> {
         let config = build_config(docs.values().map(|d| &d.resource));
         if config == *current.config {
             return None;
@@ -929,13 +925,7 @@ impl EtcdConfigStore {
                 .collect();
             (metas, json::config_hash(&config))
         });
-        let stored = Arc::new(Stored {
-            hash,
-            config,
-            revision,
-            metas,
-            applied_time: SystemTime::now(),
-        });
+        let stored = Arc::new(Stored { hash, config, revision, metas, applied_time: SystemTime::now() });
         self.live.store(snapshot);
         s.stored = stored.clone();
         s.docs = docs;

@@ -222,7 +222,7 @@ pub const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 /// it at once, so on a loaded machine writes fill the gaps between
 /// requests instead of taking turns with them. At 200 writes/s under wrk
 /// on 2 CPUs that took the data plane's loss with the file store from
-/// about 20-30% to 7-9% (bench/README.md, "Propagation"). On a machine
+/// about 20-30% to about 7-15% (bench/README.md, "Propagation"). On a machine
 /// with no idle CPU at all the batch would starve: after this long it is
 /// raised, and the batches after it start raised for [`IDLE_RETRY`], so
 /// writes wait a bounded time and progress at the share they had before.

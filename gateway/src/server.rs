@@ -372,9 +372,9 @@ pub fn raise_to_control_plane(thread: NativeThread) {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-mod tests {
+pub(crate) mod tests {
     /// (policy, nice) of the calling thread, from /proc.
-    fn scheduling() -> (u64, i64) {
+    pub(crate) fn scheduling() -> (u64, i64) {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_else(|e| panic!("{e}"));
         // The fields after the command name, which is in parentheses:
         // nice is field 19 and the policy field 41, counted from 1 with the

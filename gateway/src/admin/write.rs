@@ -1029,14 +1029,6 @@ mod tests {
         assert!(started.elapsed() < linger, "{:?}", started.elapsed());
     }
 
-    /// The scheduling policy of the calling thread (field 41 of its stat).
-    #[cfg(target_os = "linux")]
-    fn policy() -> u64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_else(|e| panic!("{e}"));
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-        fields.get(41 - 3).and_then(|f| f.parse().ok()).unwrap_or_else(|| panic!("{stat}"))
-    }
-
     /// A batch's changes run in idle CPU; one still running after the wait
     /// is raised, and the batch after it starts raised.
     #[cfg(target_os = "linux")]
@@ -1058,7 +1050,7 @@ mod tests {
                     std::thread::sleep(wait * 4);
                 }
                 if let Ok(mut s) = seen.lock() {
-                    s.push(policy());
+                    s.push(crate::server::tests::scheduling().0);
                 }
                 Ok(Edit::Put(v1::resource::Value::Upstream(upstream("a", port))))
             };

@@ -265,6 +265,18 @@ struct Committer {
     batches: Arc<AtomicU64>,
 }
 
+/// Where the blocking part of a batch stands as to idle CPU (see
+/// [`IDLE_WAIT`]): decided under a lock, so that a batch whose wait ran out
+/// before it started never goes idle unwatched.
+enum IdleState {
+    /// Not started.
+    Pending,
+    /// Running in idle CPU on this thread.
+    Idle(crate::server::NativeThread),
+    /// Running (or to run) at the control plane's priority.
+    Raised,
+}
+
 /// What became of one write of a batch while planning it.
 enum Planned {
     Failed(Status),
@@ -321,16 +333,24 @@ impl Committer {
         // Planned and, where the store can (the file store), committed on
         // one blocking thread, in CPU the data plane leaves idle (see
         // [`IDLE_WAIT`]).
-        let thread = Arc::new(std::sync::OnceLock::new());
-        let (thread_id, idle_cpu) = (thread.clone(), idle);
+        let state = Arc::new(Mutex::new(IdleState::Pending));
+        let (shared, idle_cpu) = (state.clone(), idle);
         let mut task = tokio::task::spawn_blocking(move || {
-            let _idle = idle_cpu.then(|| {
-                let guard = crate::server::idle_thread();
-                if let Some(id) = guard.id() {
-                    let _ = thread_id.set(id);
-                }
-                guard
-            });
+            let _idle = idle_cpu
+                .then(|| {
+                    let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    if matches!(*s, IdleState::Raised) {
+                        // Waited too long to start: no idle CPU to wait for.
+                        return None;
+                    }
+                    let guard = crate::server::idle_thread();
+                    *s = match guard.id() {
+                        Some(id) => IdleState::Idle(id),
+                        None => IdleState::Raised,
+                    };
+                    Some(guard)
+                })
+                .flatten();
             let (planned, batch) = plan(&before, &changes, store.ordered_by_id(), &previous, defaults);
             let committed = match batch {
                 Some((batch, snapshot)) => store.commit_here(base, batch, snapshot),
@@ -344,8 +364,21 @@ impl Committer {
         let planned = match tokio::time::timeout(self.idle_wait, &mut task).await {
             Ok(done) => done,
             Err(_) => {
-                if let Some(id) = thread.get() {
-                    crate::server::raise_to_control_plane(*id);
+                let waited = {
+                    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                    let waited = match *s {
+                        IdleState::Idle(id) => {
+                            crate::server::raise_to_control_plane(id);
+                            true
+                        }
+                        // Not started yet: it will not go idle.
+                        IdleState::Pending => idle,
+                        IdleState::Raised => false,
+                    };
+                    *s = IdleState::Raised;
+                    waited
+                };
+                if waited {
                     crate::admin::metrics::raised().inc();
                     found_idle = false;
                 }

@@ -445,6 +445,12 @@ impl Work {
     fn from(stored: &Stored) -> Work {
         Work { config: stored.config.clone(), metas: stored.metas.clone(), revision: stored.revision }
     }
+
+    /// Takes the next revision for a write whose edit was applied.
+    fn accept(&mut self, changes: &[store::Change], time: (i64, i32)) {
+        self.revision += 1;
+        self.metas = store::next_metas(&self.metas, changes, self.revision, Some(time));
+    }
 }
 
 /// What one write did to the batch.
@@ -483,8 +489,7 @@ fn plan(
                     planned.push(Planned::Unchanged { revision: work.revision, metas: work.metas.clone(), put })
                 }
                 Ok(Stepped::Changed(changes, put)) => {
-                    work.revision += 1;
-                    work.metas = store::next_metas(&work.metas, &changes, work.revision, Some(time));
+                    work.accept(&changes, time);
                     planned.push(Planned::Store { n: writes.len(), changes: changes.clone(), put });
                     writes.push(Proposed { revision: work.revision, metas: work.metas.clone(), changes });
                     owners.push(i);
@@ -534,8 +539,7 @@ fn first_unservable(
             continue;
         }
         if let Ok(Stepped::Changed(changes, _)) = step(&mut work, change, ordered) {
-            work.revision += 1;
-            work.metas = store::next_metas(&work.metas, &changes, work.revision, Some(time));
+            work.accept(&changes, time);
             if let Err(e) = Snapshot::build(work.config.clone(), defaults, Some(previous)) {
                 return Some((i, build_error(&e)));
             }

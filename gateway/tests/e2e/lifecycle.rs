@@ -1,5 +1,7 @@
 //! Starting on the shipped config, HTTP/2 cleartext, and shutdown.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Gateway, Options, Upstream, client, free_port, get, http_get_raw};
@@ -60,4 +62,55 @@ fn sigterm_drains_requests_in_flight_then_exits() {
     assert!(code.is_some(), "the gateway did not exit after SIGTERM");
     assert!(sent.elapsed() >= Duration::from_millis(1000));
     assert!(http_get_raw(gw.port, "/", "x").is_none(), "still accepting after exit");
+}
+
+#[test]
+fn connections_waiting_for_their_next_request_at_sigterm_are_still_answered() {
+    // When shutdown starts, Pingora alone drops at once every connection
+    // that is waiting for a request: a client whose request was on the wire
+    // (a connection accepted a moment before, or a pooled one reused just
+    // then) would see it cut. The gateway gives them a moment to arrive.
+    let up = Upstream::start("origin");
+    let mut gw = Gateway::start(&format!(
+        "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
+        up.port()
+    ));
+    let open = || {
+        let s = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s
+    };
+    let request = |s: &mut TcpStream, path: &str| write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    // One connection accepted but with no request yet, one that has served
+    // a request and waits, kept alive, for the next.
+    let mut fresh = open();
+    let mut pooled = open();
+    request(&mut pooled, "/first").expect("write");
+    let mut first = [0u8; 1024];
+    let n = pooled.read(&mut first).expect("first response");
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    std::thread::sleep(Duration::from_millis(200));
+
+    gw.signal("TERM");
+    // Shutdown has begun once the listener stops accepting.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", gw.port)).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting 5 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for (name, s) in [("fresh", &mut fresh), ("pooled", &mut pooled)] {
+        let mut reply = String::new();
+        let read = request(s, "/late").and_then(|()| s.read_to_string(&mut reply));
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.to_ascii_lowercase().contains("connection: close"),
+            "{name} connection: {read:?} {reply:?}\n{}",
+            gw.log()
+        );
+        assert!(reply.ends_with("origin"), "{name}: {reply:?}");
+    }
+    assert!(gw.wait_exit(Duration::from_secs(10)).is_some(), "the gateway did not exit after SIGTERM");
 }

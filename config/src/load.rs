@@ -17,9 +17,61 @@ pub static DESCRIPTOR_SET: &[u8] = include_bytes!("gen/descriptor.bin");
 pub fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let pool = prost_reflect::DescriptorPool::decode(DESCRIPTOR_SET).expect("the embedded descriptor set decodes");
+        // Without the comments (source info): they are for `make gen`'s
+        // documentation only, and at run time they were the largest part
+        // of the memory the schema takes (see bench/README.md, "Memory").
+        let set = without_source_info(DESCRIPTOR_SET).unwrap_or_else(|| DESCRIPTOR_SET.to_vec());
+        let pool = prost_reflect::DescriptorPool::decode(set.as_slice()).expect("the embedded descriptor set decodes");
         Model::new(pool).expect("the embedded schema's rules are consistent (checked by make gen)")
     })
+}
+
+/// An encoded `FileDescriptorSet` without each file's `source_code_info`
+/// (field 9 of `FileDescriptorProto`), every other byte as it was: decoding
+/// into `prost_types` instead would drop the rule options, which are
+/// extensions. `None` if `set` is not well-formed.
+fn without_source_info(set: &[u8]) -> Option<Vec<u8>> {
+    use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+    /// Splits the next field off `buf`: (its number, its wire type, its value).
+    fn next<'a>(buf: &mut &'a [u8]) -> Option<(u32, WireType, &'a [u8])> {
+        let (tag, wire) = decode_key(buf).ok()?;
+        let len = match wire {
+            WireType::Varint => {
+                let start = *buf;
+                decode_varint(buf).ok()?;
+                return Some((tag, wire, &start[..start.len() - buf.len()]));
+            }
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::LengthDelimited => usize::try_from(decode_varint(buf).ok()?).ok()?,
+            WireType::StartGroup | WireType::EndGroup => return None,
+        };
+        let (value, rest) = buf.split_at_checked(len)?;
+        *buf = rest;
+        Some((tag, wire, value))
+    }
+    let mut out = Vec::with_capacity(set.len());
+    let mut buf = set;
+    while !buf.is_empty() {
+        let start = buf;
+        let (tag, wire, mut file) = next(&mut buf)?;
+        if tag != 1 || wire != WireType::LengthDelimited {
+            out.extend_from_slice(&start[..start.len() - buf.len()]);
+            continue;
+        }
+        let mut kept = Vec::with_capacity(file.len());
+        while !file.is_empty() {
+            let field = file;
+            let (tag, _, _) = next(&mut file)?;
+            if tag != 9 {
+                kept.extend_from_slice(&field[..field.len() - file.len()]);
+            }
+        }
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(kept.len() as u64, &mut out);
+        out.extend_from_slice(&kept);
+    }
+    Some(out)
 }
 
 /// A message that can be loaded as a document: the whole config, the
@@ -90,4 +142,29 @@ fn decode<T: Document>(tree: &Node) -> Result<T, Violation> {
         rule: "decode",
         message: format!("the document passed validation but does not decode ({e}); please report this"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_schema_drops_only_the_source_info() {
+        let stripped = without_source_info(DESCRIPTOR_SET).expect("well-formed");
+        assert!(stripped.len() < DESCRIPTOR_SET.len() / 2, "{} of {} bytes left", stripped.len(), DESCRIPTOR_SET.len());
+        let full = prost_reflect::DescriptorPool::decode(DESCRIPTOR_SET).expect("full");
+        let pool = prost_reflect::DescriptorPool::decode(stripped.as_slice()).expect("stripped");
+        assert!(full.files().any(|f| f.file_descriptor_proto().source_code_info.is_some()));
+        assert!(pool.files().all(|f| f.file_descriptor_proto().source_code_info.is_none()));
+        // Everything else, the rule options (extensions) included, is kept.
+        let strip = |f: prost_reflect::FileDescriptor| {
+            let mut p = f.file_descriptor_proto().clone();
+            p.source_code_info = None;
+            p
+        };
+        assert_eq!(full.files().map(strip).collect::<Vec<_>>(), pool.files().map(strip).collect::<Vec<_>>());
+        assert!(!model().messages.is_empty());
+        // A truncated set is refused, not half-read.
+        assert_eq!(without_source_info(&DESCRIPTOR_SET[..DESCRIPTOR_SET.len() - 3]), None);
+    }
 }

@@ -236,8 +236,20 @@ struct Lingering<A>(Arc<A>);
 
 #[async_trait::async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Lingering<A> {
-    async fn process_new(self: &Arc<Self>, session: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        self.0.process_new(session, shutdown).await
+    // Written out as `async_trait` would expand it, to hand the proxy's
+    // own boxed future back rather than box and poll it once more (a
+    // connection's every wake-up goes through here).
+    fn process_new<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
+        session: Stream,
+        shutdown: &'life1 ShutdownWatch,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Stream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.0.process_new(session, shutdown)
     }
 
     async fn cleanup(&self) {

@@ -393,6 +393,7 @@ impl BackgroundService for Admin {
             }
         };
         tokio::spawn(services::watch_health(self.writer.clone(), stop_rx.clone()));
+        tokio::spawn(reap(self.writer.live.clone(), stop_rx.clone()));
         let mut stop = stop_rx;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let mut server = tonic::transport::Server::builder();
@@ -419,5 +420,17 @@ impl BackgroundService for Admin {
             Ok(()) => log::info!("admin API stopped"),
             Err(e) => log::error!("admin API: {e}"),
         }
+    }
+}
+
+/// Frees, every second, the replaced snapshots that requests held when they
+/// were replaced (see [`Live::reap`]), here on the control plane.
+async fn reap(live: Arc<crate::Live>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        live.reap();
     }
 }

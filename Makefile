@@ -144,7 +144,7 @@ bench-config:
 ## under wrk (installs nginx and wrk if missing),
 ## then the config benchmarks. See bench/README.md.
 bench: bench-config
-	bench/run.sh
+	GATEWAY_BIN=$(abspath $(TARGET_DIR))/production/gateway bench/run.sh
 	$(MAKE) bench-propagation
 
 ## The same gateway-against-nginx run, with the gateway and the bare

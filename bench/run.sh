@@ -556,6 +556,7 @@ main() {
     echo "pingora-config bench: $(date -u +%FT%TZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "tools: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
+    [ "$GATEWAY" = 0 ] || echo "gateway: $GATEWAY_BIN"
     if [ "$PIN" = 1 ]; then
         echo "pinning: proxy under test on CPU $PROXY_CPU; wrk and the upstream nginx on CPU $LOAD_CPU"
     else

@@ -347,6 +347,7 @@ impl BackgroundService for Admin {
             }
             let _ = stop_tx.send(true);
         });
+        tokio::spawn(reap(self.writer.live.clone(), stop_rx.clone()));
 
         let taken = self.listener.lock().ok().and_then(|mut l| l.take());
         let listener = match taken {
@@ -393,7 +394,6 @@ impl BackgroundService for Admin {
             }
         };
         tokio::spawn(services::watch_health(self.writer.clone(), stop_rx.clone()));
-        tokio::spawn(reap(self.writer.live.clone(), stop_rx.clone()));
         let mut stop = stop_rx;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let mut server = tonic::transport::Server::builder();

@@ -460,6 +460,14 @@ pub fn http_get_raw(port: u16, path: &str, host: &str) -> Option<(u16, String)> 
     Some((status, body))
 }
 
+/// A config with one route, `/*`, to `up`.
+pub fn everything_to(up: &Upstream) -> String {
+    format!(
+        "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
+        up.port()
+    )
+}
+
 /// A pooled HTTP client (HTTP/1.1 keep-alive).
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")

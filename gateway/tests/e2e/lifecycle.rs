@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Gateway, Options, Upstream, client, free_port, get, http_get_raw};
+use crate::harness::{Gateway, Options, Upstream, client, everything_to, free_port, get, http_get_raw};
 
 #[test]
 fn the_default_config_of_make_run_answers_and_proxies_through_a_real_hop() {
@@ -30,13 +30,7 @@ fn the_default_config_of_make_run_answers_and_proxies_through_a_real_hop() {
 #[test]
 fn http2_cleartext_with_prior_knowledge_is_served_when_the_listener_enables_it() {
     let up = Upstream::start("origin");
-    let gw = Gateway::start_with(
-        &format!(
-            "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
-            up.port()
-        ),
-        Options { h2c: true, ..Options::default() },
-    );
+    let gw = Gateway::start_with(&everything_to(&up), Options { h2c: true, ..Options::default() });
     let c = reqwest::blocking::Client::builder().http2_prior_knowledge().build().expect("client");
     let r = c.get(gw.url("/x")).send().expect("h2c request");
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
@@ -46,10 +40,7 @@ fn http2_cleartext_with_prior_knowledge_is_served_when_the_listener_enables_it()
 #[test]
 fn sigterm_drains_requests_in_flight_then_exits() {
     let up = Upstream::start("origin");
-    let mut gw = Gateway::start(&format!(
-        "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
-        up.port()
-    ));
+    let mut gw = Gateway::start(&everything_to(&up));
     let url = gw.url("/slow/1500");
     let in_flight = std::thread::spawn(move || get(&client(), &url, &[]));
     std::thread::sleep(Duration::from_millis(300));
@@ -71,10 +62,7 @@ fn connections_waiting_for_their_next_request_at_sigterm_are_still_answered() {
     // (a connection accepted a moment before, or a pooled one reused just
     // then) would see it cut. The gateway gives them a moment to arrive.
     let up = Upstream::start("origin");
-    let mut gw = Gateway::start(&format!(
-        "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
-        up.port()
-    ));
+    let mut gw = Gateway::start(&everything_to(&up));
     let open = || {
         let s = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");

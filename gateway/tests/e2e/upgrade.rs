@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Gateway, Upstream, client, get, http_get_raw};
+use crate::harness::{Gateway, Upstream, client, everything_to, get, http_get_raw};
 
 /// Requests sent while the load runs, and the failures seen (with the time
 /// since the load started).
@@ -74,10 +74,7 @@ fn load(port: u16, stop: &Arc<AtomicBool>, tally: &Arc<Tally>) -> Vec<thread::Jo
 #[test]
 fn a_graceful_upgrade_hands_the_listeners_over_without_failing_a_request() {
     let up = Upstream::start("origin");
-    let mut old = Gateway::start(&format!(
-        "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
-        up.port()
-    ));
+    let mut old = Gateway::start(&everything_to(&up));
     let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::new()));
     let workers = load(old.port, &stop, &tally);
     thread::sleep(Duration::from_millis(300));
@@ -170,10 +167,7 @@ fn during_an_upgrade_the_old_process_tells_keep_alive_clients_to_reconnect() {
     // with `Connection: close` while it hands over, so that clients move
     // to new connections before it stops.
     let up = Upstream::start("origin");
-    let old = Gateway::start(&format!(
-        "routes:\n  - {{ id: r, uris: [\"/*\"], upstream_id: u }}\nupstreams:\n  - {{ id: u, nodes: [{{ host: 127.0.0.1, port: {} }}] }}\n",
-        up.port()
-    ));
+    let old = Gateway::start(&everything_to(&up));
     // Only the old process listens yet: this connection is its.
     let mut client = KeepAlive::open(old.port);
     assert_eq!(client.get("/before"), Ok((200, "keep-alive".to_owned())));

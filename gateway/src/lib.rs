@@ -36,9 +36,9 @@ pub struct Live {
     current: ArcSwap<Snapshot>,
     /// Snapshots replaced while requests still held them. They are kept
     /// here so that the last reference is never dropped by a request on a
-    /// worker: freeing a compiled config costs in proportion to its size
-    /// (milliseconds with 10,000 routes), which belongs on the thread that
-    /// replaced it, or the one calling [`Live::reap`].
+    /// worker: freeing a compiled config costs in proportion to its number
+    /// of routes, which belongs on the thread that replaced it, or the one
+    /// calling [`Live::reap`].
     retired: std::sync::Mutex<Vec<Arc<Snapshot>>>,
 }
 

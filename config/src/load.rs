@@ -19,7 +19,7 @@ pub fn model() -> &'static Model {
     MODEL.get_or_init(|| {
         // Without the comments (source info): they are for `make gen`'s
         // documentation only, and at run time they were the largest part
-        // of the memory the schema takes (see bench/README.md, "Memory").
+        // of the memory the schema takes (bench/README.md, "Session 9").
         let set = without_source_info(DESCRIPTOR_SET).unwrap_or_else(|| DESCRIPTOR_SET.to_vec());
         let pool = prost_reflect::DescriptorPool::decode(set.as_slice()).expect("the embedded descriptor set decodes");
         Model::new(pool).expect("the embedded schema's rules are consistent (checked by make gen)")

@@ -220,7 +220,7 @@ pub fn run(bootstrap: v1::Bootstrap, options: RunOptions) -> Result<(), String> 
 
 /// How long connections waiting for a request are kept once the listeners
 /// have stopped (see [`Lingering`]). [`Drain`] waits this long too.
-pub const LINGER: Duration = Duration::from_millis(500);
+const LINGER: Duration = Duration::from_millis(500);
 
 /// A listener's proxy, whose connections waiting for a request are closed
 /// [`LINGER`] after its listeners stop rather than at once.

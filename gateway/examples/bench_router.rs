@@ -23,24 +23,24 @@ use pingora_config::v1::{KeyValueMatch, StringMatch};
 const ROUTES: usize = 10_000;
 
 /// Route `i` of the config: five kinds, in turn.
-fn route(i: usize) -> RouteSpec {
+fn route(i: usize) -> RouteSpec<'static> {
     let mut spec = RouteSpec { index: i, priority: (i % 3) as i32, ..RouteSpec::default() };
     match i % 5 {
         0 => {
-            spec.hosts = vec![format!("svc{i}.example.com")];
-            spec.uris = vec![format!("/api/v1/svc{i}/status"), format!("/api/v1/svc{i}/*")];
+            spec.hosts = vec![format!("svc{i}.example.com")].into();
+            spec.uris = vec![format!("/api/v1/svc{i}/status"), format!("/api/v1/svc{i}/*")].into();
         }
         1 => {
-            spec.hosts = vec![format!("*.tenant{i}.example.net")];
-            spec.uris = vec![format!("/t{i}/*")];
+            spec.hosts = vec![format!("*.tenant{i}.example.net")].into();
+            spec.uris = vec![format!("/t{i}/*")].into();
         }
-        2 => spec.uris = vec![format!("/users{i}/:id/orders/:order")],
-        3 => spec.uris = vec![format!("/docs/v{i}/*")],
+        2 => spec.uris = vec![format!("/users{i}/:id/orders/:order")].into(),
+        3 => spec.uris = vec![format!("/docs/v{i}/*")].into(),
         _ => {
-            spec.uris = vec![format!("/static/{i}/index.html")];
+            spec.uris = vec![format!("/static/{i}/index.html")].into();
             spec.methods = vec![Method::GET, Method::HEAD];
             let value = Some(StringMatch { invert: false, r#match: Some(Match::Prefix("mobile".into())) });
-            spec.headers = vec![KeyValueMatch { name: "x-client".into(), value }];
+            spec.headers = vec![KeyValueMatch { name: "x-client".into(), value }].into();
         }
     }
     spec

@@ -47,27 +47,28 @@ use pingora_config::v1::KeyValueMatch;
 use pingora_config::v1::string_match::Match;
 use regex::bytes::Regex;
 
-/// A route as the router sees it: where it applies and how it ranks.
+/// A route as the router sees it: where it applies and how it ranks. It
+/// borrows the route's config where it can: a reload builds one per route.
 #[derive(Debug, Clone, Default)]
-pub struct RouteSpec {
+pub struct RouteSpec<'a> {
     /// Position of the route in the config (0-based); the last tie-break, and
     /// what [`Router::find`] returns.
     pub index: usize,
     /// Exact hosts, or `*.suffix` wildcards; any case. Empty means any host
     /// (the caller has already put the service's hosts here if it has some).
-    pub hosts: Vec<String>,
+    pub hosts: Cow<'a, [String]>,
     /// URI patterns as in `Route.uris`: exact `/a/b`, prefix `/a/*` (a trailing
     /// `*`), parameter `/users/:id/orders` (a segment starting with `:` matches
     /// one non-empty path segment; may end with `/*`). Empty means any path.
-    pub uris: Vec<String>,
+    pub uris: Cow<'a, [String]>,
     /// Allowed methods; empty means any.
     pub methods: Vec<Method>,
     /// Header matchers; every one must succeed.
-    pub headers: Vec<KeyValueMatch>,
+    pub headers: Cow<'a, [KeyValueMatch]>,
     /// Query-argument matchers; every one must succeed.
-    pub query: Vec<KeyValueMatch>,
+    pub query: Cow<'a, [KeyValueMatch]>,
     /// Cookie matchers; every one must succeed.
-    pub cookies: Vec<KeyValueMatch>,
+    pub cookies: Cow<'a, [KeyValueMatch]>,
     /// Client networks allowed; empty means any client.
     pub remote_addrs: Vec<IpNet>,
     /// Higher wins among routes that match equally well.
@@ -124,9 +125,10 @@ pub struct Router {
 impl Router {
     /// Indexes `routes` and compiles their matchers. Fails on the first route
     /// with an invalid regex, header name or URI pattern.
-    pub fn new(mut routes: Vec<RouteSpec>) -> Result<Router, RouterError> {
+    pub fn new(mut routes: Vec<RouteSpec<'_>>) -> Result<Router, RouterError> {
         routes.sort_by_key(|spec| spec.index);
         let mut router = Router::default();
+        router.routes.reserve_exact(routes.len());
         for (id, spec) in routes.iter().enumerate() {
             let error = |message| RouterError { route: spec.index, message };
             let uris =
@@ -135,7 +137,7 @@ impl Router {
             if spec.hosts.is_empty() {
                 router.any_host.add(&uris, id);
             }
-            for host in &spec.hosts {
+            for host in spec.hosts.iter() {
                 router.bucket_for(host).add(&uris, id);
             }
         }
@@ -181,7 +183,11 @@ impl Router {
 
     /// The bucket of a configured host, created if new.
     fn bucket_for(&mut self, host: &str) -> &mut Bucket {
-        let host = host.to_ascii_lowercase();
+        // Hosts are mostly lowercase already: copy only those that are not.
+        let host: Cow<'_, str> = match host.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => host.to_ascii_lowercase().into(),
+            false => host.into(),
+        };
         let host = host.strip_suffix('.').unwrap_or(&host);
         match host.strip_prefix('*') {
             Some(suffix) if suffix.starts_with('.') => {
@@ -190,9 +196,9 @@ impl Router {
                     *shortest = suffix.len();
                 }
                 *longest = (*longest).max(suffix.len());
-                self.wildcard_hosts.entry(suffix.into()).or_default()
+                bucket(&mut self.wildcard_hosts, suffix)
             }
-            _ => self.exact_hosts.entry(host.into()).or_default(),
+            _ => bucket(&mut self.exact_hosts, host),
         }
     }
 
@@ -208,6 +214,14 @@ impl Router {
         dots.filter(|&at| host.as_bytes().get(at) == Some(&b'.'))
             .filter_map(|at| self.wildcard_hosts.get(host.get(at..)?))
     }
+}
+
+/// The bucket of `key`, created if new (a key is copied only then).
+fn bucket<'m>(map: &'m mut Map<Bucket>, key: &str) -> &'m mut Bucket {
+    if !map.contains_key(key) {
+        map.insert(key.into(), Bucket::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 /// The router's maps: by host, URI or path segment. std's SipHash costs as
@@ -298,7 +312,7 @@ struct CompiledRoute {
 }
 
 impl CompiledRoute {
-    fn new(spec: &RouteSpec, uris: &[UriPattern]) -> Result<CompiledRoute, String> {
+    fn new(spec: &RouteSpec<'_>, uris: &[UriPattern]) -> Result<CompiledRoute, String> {
         let param_uris = uris
             .iter()
             .filter_map(|uri| match uri {
@@ -322,7 +336,7 @@ struct Filters {
 
 impl Filters {
     /// The filters of a route; `None` when it has none.
-    fn new(spec: &RouteSpec) -> Result<Option<Filters>, String> {
+    fn new(spec: &RouteSpec<'_>) -> Result<Option<Filters>, String> {
         let RouteSpec { methods, headers, query, cookies, remote_addrs, .. } = spec;
         if methods.is_empty() && headers.is_empty() && query.is_empty() && cookies.is_empty() && remote_addrs.is_empty()
         {
@@ -812,16 +826,16 @@ mod tests {
 
     use super::*;
 
-    fn route(index: usize, hosts: &[&str], uris: &[&str]) -> RouteSpec {
+    fn route(index: usize, hosts: &[&str], uris: &[&str]) -> RouteSpec<'static> {
         RouteSpec {
             index,
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            uris: uris.iter().map(|u| u.to_string()).collect(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().into(),
+            uris: uris.iter().map(|u| u.to_string()).collect::<Vec<_>>().into(),
             ..RouteSpec::default()
         }
     }
 
-    fn with_priority(mut spec: RouteSpec, priority: i32) -> RouteSpec {
+    fn with_priority(mut spec: RouteSpec<'static>, priority: i32) -> RouteSpec<'static> {
         spec.priority = priority;
         spec
     }
@@ -830,7 +844,7 @@ mod tests {
         KeyValueMatch { name: name.into(), value: Some(StringMatch { invert, r#match: Some(m) }) }
     }
 
-    fn router(routes: Vec<RouteSpec>) -> Router {
+    fn router(routes: Vec<RouteSpec<'_>>) -> Router {
         Router::new(routes).expect("the routes are valid")
     }
 
@@ -1113,7 +1127,7 @@ mod tests {
         let mut post_only = route(0, &["a.com"], &["/a"]);
         post_only.methods = vec![Method::POST];
         let mut with_header = with_priority(route(1, &["a.com"], &["/a"]), -1);
-        with_header.headers = vec![matcher("x-beta", Match::Present(true), false)];
+        with_header.headers = vec![matcher("x-beta", Match::Present(true), false)].into();
         let r = router(vec![post_only, with_header, route(2, &["a.com"], &["/*"]), route(3, &[], &["/a"])]);
         assert_eq!(req("a.com", "/a").method(Method::POST).find(&r), Some(0));
         assert_eq!(req("a.com", "/a").header("x-beta", "1").find(&r), Some(1));
@@ -1168,7 +1182,7 @@ mod tests {
         ];
         for (m, invert, value, expected) in cases {
             let mut spec = route(0, &[], &[]);
-            spec.headers = vec![matcher("X-Version", m.clone(), invert)];
+            spec.headers = vec![matcher("X-Version", m.clone(), invert)].into();
             let r = router(vec![spec]);
             let mut request = req("h", "/");
             if let Some(value) = value {
@@ -1182,7 +1196,7 @@ mod tests {
     fn every_header_matcher_must_succeed() {
         let mut spec = route(0, &[], &[]);
         spec.headers =
-            vec![matcher("a", Match::Exact("1".into()), false), matcher("b", Match::Exact("2".into()), false)];
+            vec![matcher("a", Match::Exact("1".into()), false), matcher("b", Match::Exact("2".into()), false)].into();
         let r = router(vec![spec]);
         assert_eq!(req("h", "/").header("a", "1").header("b", "2").find(&r), Some(0));
         assert_eq!(req("h", "/").header("a", "1").find(&r), None);
@@ -1192,7 +1206,8 @@ mod tests {
     fn query_matchers() {
         let mut spec = route(0, &[], &[]);
         spec.query =
-            vec![matcher("lang", Match::Exact("fr ca".into()), false), matcher("debug", Match::Present(true), false)];
+            vec![matcher("lang", Match::Exact("fr ca".into()), false), matcher("debug", Match::Present(true), false)]
+                .into();
         let r = router(vec![spec]);
         assert_eq!(req("h", "/?lang=fr%20ca&debug").find(&r), Some(0));
         assert_eq!(req("h", "/?debug=&lang=fr%20ca").find(&r), Some(0));
@@ -1212,7 +1227,7 @@ mod tests {
     #[test]
     fn inverted_query_matcher_accepts_absent_argument() {
         let mut spec = route(0, &[], &[]);
-        spec.query = vec![matcher("legacy", Match::Exact("1".into()), true)];
+        spec.query = vec![matcher("legacy", Match::Exact("1".into()), true)].into();
         let r = router(vec![spec]);
         assert_eq!(req("h", "/").find(&r), Some(0));
         assert_eq!(req("h", "/?legacy=0").find(&r), Some(0));
@@ -1223,7 +1238,8 @@ mod tests {
     fn cookie_matchers() {
         let mut spec = route(0, &[], &[]);
         spec.cookies =
-            vec![matcher("session", Match::Prefix("abc".into()), false), matcher("beta", Match::Present(true), false)];
+            vec![matcher("session", Match::Prefix("abc".into()), false), matcher("beta", Match::Present(true), false)]
+                .into();
         let r = router(vec![spec]);
         assert_eq!(req("h", "/").header("cookie", "a=1; session=abc123; beta=").find(&r), Some(0));
         assert_eq!(req("h", "/").header("cookie", "session=abc1").header("cookie", "beta=1").find(&r), Some(0));
@@ -1298,7 +1314,7 @@ mod tests {
     #[test]
     fn bad_regex_names_the_route() {
         let mut spec = route(4, &[], &[]);
-        spec.cookies = vec![matcher("c", Match::Regex("(".into()), false)];
+        spec.cookies = vec![matcher("c", Match::Regex("(".into()), false)].into();
         let err = Router::new(vec![route(0, &[], &[]), spec]).expect_err("the regex is invalid");
         assert_eq!(err.route, 4);
         assert!(err.message.contains("cookie matcher `c`"), "{err}");
@@ -1307,7 +1323,7 @@ mod tests {
     #[test]
     fn matcher_without_value_is_an_error() {
         let mut spec = route(2, &[], &[]);
-        spec.headers = vec![KeyValueMatch { name: "x".into(), value: None }];
+        spec.headers = vec![KeyValueMatch { name: "x".into(), value: None }].into();
         assert_eq!(Router::new(vec![spec]).map(|_| ()).expect_err("no value").route, 2);
     }
 

@@ -153,9 +153,21 @@ impl Snapshot {
         }
         let mut route_scopes: Vec<Option<ScopePlugins>> = Vec::with_capacity(config.routes.len());
         for (i, r) in config.routes.iter().enumerate() {
-            route_scopes.push(scope(&mut cx, format!("routes[{i}] ({})", r.id), r.plugins.as_ref(), &mut errors));
+            // Most routes have no plugins: name the scope only when it has.
+            let s = match r.plugins {
+                Some(_) => scope(&mut cx, format!("routes[{i}] ({})", r.id), r.plugins.as_ref(), &mut errors),
+                None => None,
+            };
+            route_scopes.push(s);
         }
         drop(cx);
+
+        // The strings every route's info holds, allocated once: the empty
+        // one, and each service's id and name.
+        let empty: Arc<str> = Arc::from("");
+        let shared = |s: &str| if s.is_empty() { empty.clone() } else { Arc::from(s) };
+        let service_names: HashMap<&str, (Arc<str>, Arc<str>)> =
+            config.services.iter().map(|s| (s.id.as_str(), (shared(&s.id), shared(&s.name)))).collect();
 
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut specs = Vec::with_capacity(config.routes.len());
@@ -192,26 +204,27 @@ impl Snapshot {
             if upstream.is_none() && !chain.responds() {
                 errors.push(format!("routes[{index}] ({}): no upstream and no plugin that answers", r.id));
             }
-            let info = Arc::new(RouteInfo {
-                id: r.id.as_str().into(),
-                name: r.name.as_str().into(),
-                service_id: service.map(|s| s.id.as_str()).unwrap_or_default().into(),
-                service_name: service.map(|s| s.name.as_str()).unwrap_or_default().into(),
-            });
-            routes.push(Route { id: r.id.as_str().into(), upstream, timeouts, plugins: chain, info });
+            let (service_id, service_name) = service
+                .and_then(|s| service_names.get(s.id.as_str()).cloned())
+                .unwrap_or_else(|| (empty.clone(), empty.clone()));
+            let id = shared(&r.id);
+            let info = Arc::new(RouteInfo { id: id.clone(), name: shared(&r.name), service_id, service_name });
+            routes.push(Route { id, upstream, timeouts, plugins: chain, info });
             if r.enabled == Some(false) {
                 continue;
             }
-            let hosts =
-                if r.hosts.is_empty() { service.map(|s| s.hosts.clone()).unwrap_or_default() } else { r.hosts.clone() };
+            let hosts = match (r.hosts.is_empty(), service) {
+                (true, Some(s)) => &s.hosts,
+                _ => &r.hosts,
+            };
             specs.push(RouteSpec {
                 index,
-                hosts,
-                uris: r.uris.clone(),
+                hosts: hosts.into(),
+                uris: r.uris.as_slice().into(),
                 methods: r.methods().filter_map(method).collect(),
-                headers: r.headers.clone(),
-                query: r.query.clone(),
-                cookies: r.cookies.clone(),
+                headers: r.headers.as_slice().into(),
+                query: r.query.as_slice().into(),
+                cookies: r.cookies.as_slice().into(),
                 remote_addrs: r.remote_addrs.iter().filter_map(|a| parse_net(a)).collect(),
                 priority: r.priority,
             });

@@ -315,6 +315,9 @@ pub struct Layers<'a> {
 impl PluginChain {
     /// The chain of a route from its scopes.
     pub fn for_route(layers: &Layers<'_>) -> PluginChain {
+        if layers.service.is_none() && layers.plugin_config.is_none() && layers.route.is_none() {
+            return PluginChain::default();
+        }
         let mut chosen: Vec<(&'static str, Option<Entry>)> = Vec::new();
         for layer in [layers.service, layers.plugin_config, layers.route].into_iter().flatten() {
             for (name, entry) in layer {

@@ -6,7 +6,8 @@
 //! ones are doing, taken by a pool of writers each updating its own route.
 //!
 //! Usage: `bench_propagation GATEWAY_BINARY [writes] [sustain_seconds]`,
-//! run by `make bench-propagation` (release build). It starts everything
+//! run by `make bench-propagation` (release build); `sustain_seconds` 0
+//! skips the phases under load (propagation and write cost only). It starts everything
 //! itself: a small upstream, etcd (`scripts/etcd.sh`), the gateway nodes.
 
 use std::path::{Path, PathBuf};
@@ -178,7 +179,30 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// `writes` routes created through the first node; for each, the time from
 /// the write returning until every node serves it.
+/// `BENCH_ROUTES` (default 0): that many more routes, applied in one
+/// `ApplyConfig` before the writes, so that the writes run on a large config.
+async fn preload(node: &Node, upstream_port: u16) -> Result<(), BoxError> {
+    let n: usize = std::env::var("BENCH_ROUTES").ok().map(|v| v.parse()).transpose()?.unwrap_or(0);
+    if n == 0 {
+        return Ok(());
+    }
+    let routes: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!({ "id": format!("bulk{i}"), "uris": [format!("/bulk/{i}")], "upstream_id": "bulk" }))
+        .collect();
+    let config: v1::Config = from_json(serde_json::json!({
+        "upstreams": [{ "id": "bulk", "nodes": [{ "host": "127.0.0.1", "port": upstream_port }] }],
+        "routes": routes,
+    }))?;
+    let ch = Channel::from_shared(format!("http://127.0.0.1:{}", node.admin))?.connect().await?;
+    let mut c = v1::config_service_client::ConfigServiceClient::new(ch).max_encoding_message_size(usize::MAX);
+    let started = Instant::now();
+    c.apply_config(v1::ApplyConfigRequest { config: Some(config), expected_revision: 0, dry_run: false }).await?;
+    println!("preload: {n} routes applied in {:.0} ms", ms(started.elapsed()));
+    Ok(())
+}
+
 async fn propagation(nodes: &[Node], upstream_port: u16, writes: usize, label: &str) -> Result<(), BoxError> {
+    preload(&nodes[0], upstream_port).await?;
     let mut res = api(&nodes[0]).await?;
     let u: v1::Upstream =
         from_json(serde_json::json!({ "id": "u", "nodes": [{ "host": "127.0.0.1", "port": upstream_port }] }))?;
@@ -582,7 +606,9 @@ async fn main() -> Result<(), BoxError> {
         let nodes = vec![start_node(&binary, &tmp, "file", file, 2, None)?];
         propagation(&nodes, upstream_port, writes, "file store, 1 node").await?;
         write_cost(&nodes, "file store, 1 node").await?;
-        sustained(&nodes, seconds, "file store, 1 node", None).await?;
+        if seconds > 0 {
+            sustained(&nodes, seconds, "file store, 1 node", None).await?;
+        }
     }
     {
         // Three nodes and etcd stand for separate machines: on a machine
@@ -613,7 +639,9 @@ async fn main() -> Result<(), BoxError> {
         ];
         propagation(&nodes, upstream_port, writes, "etcd, 3 nodes").await?;
         write_cost(&nodes, "etcd, 3 nodes").await?;
-        sustained(&nodes, seconds, "etcd, 3 nodes (wrk on the node written through)", measured).await?;
+        if seconds > 0 {
+            sustained(&nodes, seconds, "etcd, 3 nodes (wrk on the node written through)", measured).await?;
+        }
     }
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())

@@ -446,6 +446,49 @@ fn sidecar_key((kind, id): &Key) -> String {
     format!("{}/{id}", kind.as_str_name())
 }
 
+/// [`Sidecar`] as written: the same JSON, borrowing the metadata.
+#[derive(Serialize)]
+struct SidecarOut<'a> {
+    revision: i64,
+    file_hash: String,
+    resources: ResourcesOut<'a>,
+}
+
+struct ResourcesOut<'a>(&'a Metas);
+
+impl Serialize for ResourcesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct KeyOut<'a>(&'a Key);
+        impl std::fmt::Display for KeyOut<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}/{}", self.0.0.as_str_name(), self.0.1)
+            }
+        }
+        impl Serialize for KeyOut<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+        #[derive(Serialize)]
+        struct MetaOut<'a> {
+            revision: i64,
+            create_revision: i64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            update_time: Option<(i64, i32)>,
+            hash: &'a str,
+        }
+        serializer.collect_map(self.0.iter().map(|(k, m)| {
+            let meta = MetaOut {
+                revision: m.revision,
+                create_revision: m.create_revision,
+                update_time: m.update_time,
+                hash: &m.hash,
+            };
+            (KeyOut(k), meta)
+        }))
+    }
+}
+
 /// Held earlier revisions, for listings read across pages.
 const HISTORY: usize = 32;
 
@@ -628,22 +671,12 @@ impl FileConfigStore {
     }
 
     fn sidecar_bytes(stored: &Stored, text: &str) -> std::io::Result<Vec<u8>> {
-        let sidecar = Sidecar {
+        // Written from the metadata as it is, with no copy of it: this runs
+        // on every commit, and the map has one entry per resource.
+        let sidecar = SidecarOut {
             revision: stored.revision,
             file_hash: json::sha256(text.as_bytes()),
-            resources: stored
-                .metas
-                .iter()
-                .map(|(k, m)| {
-                    let meta = SidecarMeta {
-                        revision: m.revision,
-                        create_revision: m.create_revision,
-                        update_time: m.update_time,
-                        hash: m.hash.clone(),
-                    };
-                    (sidecar_key(k), meta)
-                })
-                .collect(),
+            resources: ResourcesOut(&stored.metas),
         };
         serde_json::to_vec_pretty(&sidecar).map_err(std::io::Error::other)
     }

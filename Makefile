@@ -132,12 +132,17 @@ bench-propagation:
 	$(CARGO) build -q --release -p pingora-config-gateway --bin gateway --example bench_propagation
 	CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) bench/propagation.sh
 
-## Load + validate a generated 10,000-route config; time `make gen`.
+## Load + validate a generated 10,000-route config; what a reload of the
+## benchmark's 10,000 routes costs by part; time `make gen`.
 bench-config:
 	$(CARGO) build -q --release -p pingora-config --example bench_load
+	$(CARGO) build -q --release -p pingora-config-gateway --example bench_reload
 	$(CARGO) build -q --release -p pingora-config-codegen --bin codegen
-	./target/release/examples/bench_load 10000
-	@start=$$(date +%s%N); ./target/release/codegen || exit 1; end=$$(date +%s%N); \
+	$(TARGET_DIR)/release/examples/bench_load 10000
+	@dir=$$(mktemp -d) && python3 bench/genconf.py gateway --dir "$$dir" --port 1 --admin-port 2 --upstream-port 3 \
+	  --routes 10000 >/dev/null && $(TARGET_DIR)/release/examples/bench_reload "$$dir/config.yaml"; \
+	  rc=$$?; rm -rf "$$dir"; exit $$rc
+	@start=$$(date +%s%N); $(TARGET_DIR)/release/codegen || exit 1; end=$$(date +%s%N); \
 	  echo "bench-gen: make gen (codegen already built) took $$(( (end - start) / 1000000 )) ms"
 
 ## The gateway (production profile) and a bare Pingora proxy against nginx

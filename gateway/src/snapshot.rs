@@ -297,3 +297,57 @@ fn method(m: v1::route::Method) -> Option<http::Method> {
 pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::Request;
+
+    fn build(yaml: &str) -> Snapshot {
+        let config = match pingora_config::load_str::<v1::Config>(yaml, "test") {
+            Ok((c, _)) => c,
+            Err(e) => panic!("{e}"),
+        };
+        match Snapshot::build(Arc::new(config), Timeouts::DEFAULT, None) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn find(s: &Snapshot, host: &str, path: &str) -> Option<String> {
+        let headers = http::HeaderMap::new();
+        let req = Request { host, path, query: None, method: &http::Method::GET, headers: &headers, client_ip: None };
+        s.router.find(&req).map(|i| s.routes[i].id.to_string())
+    }
+
+    #[test]
+    fn routes_carry_their_own_and_their_services_names_and_hosts() {
+        let s = build(
+            r#"
+upstreams:
+  - { id: u, nodes: [{ host: 127.0.0.1, port: 1 }] }
+services:
+  - { id: shop, name: Shop, hosts: [shop.test], upstream_id: u }
+routes:
+  - { id: cart, name: Cart, uris: [/cart], service_id: shop }
+  - { id: bare, uris: [/bare], upstream_id: u }
+  - { id: own-hosts, uris: [/own], hosts: [own.test], service_id: shop }
+"#,
+        );
+        let info: Vec<_> = s
+            .routes
+            .iter()
+            .map(|r| {
+                assert_eq!(r.id, r.info.id, "a route's id is its info's");
+                (&*r.info.id, &*r.info.name, &*r.info.service_id, &*r.info.service_name)
+            })
+            .collect();
+        assert_eq!(info, [("cart", "Cart", "shop", "Shop"), ("bare", "", "", ""), ("own-hosts", "", "shop", "Shop")]);
+        // A route without hosts of its own takes its service's.
+        assert_eq!(find(&s, "shop.test", "/cart").as_deref(), Some("cart"));
+        assert_eq!(find(&s, "other.test", "/cart"), None);
+        assert_eq!(find(&s, "other.test", "/bare").as_deref(), Some("bare"));
+        assert_eq!(find(&s, "own.test", "/own").as_deref(), Some("own-hosts"));
+        assert_eq!(find(&s, "shop.test", "/own"), None);
+    }
+}

@@ -971,6 +971,53 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_sidecar_reads_back_as_the_metadata_it_was_written_from() {
+        use v1::resource::Kind;
+        let meta = |revision, update_time: Option<(i64, i32)>, hash: &str| Meta {
+            revision,
+            create_revision: revision - 1,
+            update_time,
+            hash: hash.into(),
+        };
+        let metas: Metas = [
+            ((Kind::Route, "r1".to_string()), meta(7, Some((1_700_000_000, 5)), "sha256:aa")),
+            ((Kind::Upstream, "u-\"x\"".to_string()), meta(3, None, "sha256:bb")),
+        ]
+        .into_iter()
+        .collect();
+        let stored = Stored {
+            config: Arc::new(v1::Config::default()),
+            revision: 7,
+            metas: metas.clone(),
+            hash: String::new(),
+            applied_time: SystemTime::now(),
+        };
+        let bytes = match FileConfigStore::sidecar_bytes(&stored, "text") {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        };
+        let read: Sidecar = match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}: {}", String::from_utf8_lossy(&bytes)),
+        };
+        assert_eq!(read.revision, 7);
+        assert_eq!(read.file_hash, json::sha256(b"text"));
+        let back: Vec<_> = read
+            .resources
+            .into_iter()
+            .map(|(k, m)| (k, m.revision, m.create_revision, m.update_time, m.hash))
+            .collect();
+        let want: Vec<_> = metas
+            .iter()
+            .map(|(k, m)| (sidecar_key(k), (m.revision, m.create_revision, m.update_time, m.hash.clone())))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .map(|(k, (r, c, u, h))| (k, r, c, u, h))
+            .collect();
+        assert_eq!(back, want);
+    }
+
     fn open(path: &Path) -> Arc<FileConfigStore> {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let c = match pingora_config::load_str::<v1::Config>(&text, "test") {

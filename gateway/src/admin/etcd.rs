@@ -172,7 +172,7 @@ const COLLECTIONS: [(Kind, &str); 7] = [
     (Kind::Route, "routes"),
 ];
 
-fn collection(kind: Kind) -> &'static str {
+pub(crate) fn collection(kind: Kind) -> &'static str {
     COLLECTIONS.iter().find(|(k, _)| *k == kind).map(|(_, c)| *c).unwrap_or("unknown")
 }
 

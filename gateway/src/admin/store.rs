@@ -423,41 +423,37 @@ impl EventLog {
     }
 }
 
-/// The sidecar that keeps revisions across restarts.
+/// The sidecar that keeps revisions across restarts. Read into a map of
+/// owned metadata; written from the metadata map as it is (`ResourcesOut`),
+/// with no copy of it: that runs on every commit.
 #[derive(Serialize, Deserialize, Default)]
-struct Sidecar {
+struct Sidecar<R = BTreeMap<String, SidecarMeta>> {
     revision: i64,
     /// `sha256:` of the file text this state describes.
     file_hash: String,
     /// `<kind>/<id>` -> meta.
-    resources: BTreeMap<String, SidecarMeta>,
+    resources: R,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
-struct SidecarMeta {
+struct SidecarMeta<H = String> {
     revision: i64,
     create_revision: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     update_time: Option<(i64, i32)>,
-    hash: String,
+    hash: H,
 }
 
 fn sidecar_key((kind, id): &Key) -> String {
     format!("{}/{id}", kind.as_str_name())
 }
 
-/// [`Sidecar`] as written: the same JSON, borrowing the metadata.
-#[derive(Serialize)]
-struct SidecarOut<'a> {
-    revision: i64,
-    file_hash: String,
-    resources: ResourcesOut<'a>,
-}
-
+/// The `resources` of a sidecar being written: the metadata map, borrowed.
 struct ResourcesOut<'a>(&'a Metas);
 
 impl Serialize for ResourcesOut<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// [`sidecar_key`], written straight into the output.
         struct KeyOut<'a>(&'a Key);
         impl std::fmt::Display for KeyOut<'_> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -469,20 +465,12 @@ impl Serialize for ResourcesOut<'_> {
                 serializer.collect_str(self)
             }
         }
-        #[derive(Serialize)]
-        struct MetaOut<'a> {
-            revision: i64,
-            create_revision: i64,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            update_time: Option<(i64, i32)>,
-            hash: &'a str,
-        }
         serializer.collect_map(self.0.iter().map(|(k, m)| {
-            let meta = MetaOut {
+            let meta = SidecarMeta {
                 revision: m.revision,
                 create_revision: m.create_revision,
                 update_time: m.update_time,
-                hash: &m.hash,
+                hash: m.hash.as_str(),
             };
             (KeyOut(k), meta)
         }))
@@ -671,9 +659,7 @@ impl FileConfigStore {
     }
 
     fn sidecar_bytes(stored: &Stored, text: &str) -> std::io::Result<Vec<u8>> {
-        // Written from the metadata as it is, with no copy of it: this runs
-        // on every commit, and the map has one entry per resource.
-        let sidecar = SidecarOut {
+        let sidecar = Sidecar {
             revision: stored.revision,
             file_hash: json::sha256(text.as_bytes()),
             resources: ResourcesOut(&stored.metas),

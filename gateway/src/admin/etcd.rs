@@ -58,7 +58,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::Live;
 use crate::admin::json;
-use crate::admin::store::{self, Batch, Change, CommitError, Committed, ConfigStore, EventLog, Key, Meta, Stored};
+use crate::admin::store::{
+    self, Batch, COLLECTIONS, Change, CommitError, Committed, ConfigStore, EventLog, Key, Meta, Stored, collection,
+};
 use crate::snapshot::{Snapshot, Timeouts};
 
 /// The etcd store's settings, from the bootstrap's `store.etcd`.
@@ -159,22 +161,6 @@ pub mod metrics {
 }
 
 use v1::resource::Kind;
-
-/// Collections in the order their references point (what a config built
-/// one document at a time adds first).
-const COLLECTIONS: [(Kind, &str); 7] = [
-    (Kind::Upstream, "upstreams"),
-    (Kind::Service, "services"),
-    (Kind::PluginConfig, "plugin_configs"),
-    (Kind::GlobalRule, "global_rules"),
-    (Kind::Consumer, "consumers"),
-    (Kind::Ssl, "ssls"),
-    (Kind::Route, "routes"),
-];
-
-pub(crate) fn collection(kind: Kind) -> &'static str {
-    COLLECTIONS.iter().find(|(k, _)| *k == kind).map(|(_, c)| *c).unwrap_or("unknown")
-}
 
 /// What a key under the prefix is.
 enum Path {

@@ -49,6 +49,27 @@ pub type Key = (v1::resource::Kind, String);
 /// The metadata of every resource, by key: a persistent map, so that the
 /// next revision's is the previous one plus the changes (O(log n) per
 /// change), not a copy of it (~100 us per write at 200 routes).
+/// The config's collections (their field names in `Config`, the etcd key
+/// segments) in the order their references point: what a config built one
+/// document at a time adds first.
+pub(crate) const COLLECTIONS: [(v1::resource::Kind, &str); 7] = {
+    use v1::resource::Kind;
+    [
+        (Kind::Upstream, "upstreams"),
+        (Kind::Service, "services"),
+        (Kind::PluginConfig, "plugin_configs"),
+        (Kind::GlobalRule, "global_rules"),
+        (Kind::Consumer, "consumers"),
+        (Kind::Ssl, "ssls"),
+        (Kind::Route, "routes"),
+    ]
+};
+
+/// The collection of a kind of resource.
+pub(crate) fn collection(kind: v1::resource::Kind) -> &'static str {
+    COLLECTIONS.iter().find(|(k, _)| *k == kind).map(|(_, c)| *c).unwrap_or("unknown")
+}
+
 pub type Metas = imbl::OrdMap<Key, Meta>;
 
 /// What the store keeps about one resource.

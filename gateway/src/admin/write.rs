@@ -585,7 +585,7 @@ fn step(work: &mut Work, change: &Change, ordered: bool) -> Result<Stepped, Stat
 pub(crate) fn valid_by_its_changes(config: &v1::Config, changes: &[store::Change]) -> bool {
     use std::collections::{HashMap, HashSet};
     use v1::resource::Value;
-    let referable = |kind: v1::resource::Kind| referenced_collections().contains(crate::admin::etcd::collection(kind));
+    let referable = |kind: v1::resource::Kind| referenced_collections().contains(store::collection(kind));
     if !config_rules_are_ids_and_references()
         || changes.iter().any(|((kind, _), _, new)| new.is_none() && referable(*kind))
     {

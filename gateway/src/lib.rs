@@ -72,8 +72,7 @@ impl Live {
             // Only `current` hands snapshots out, and `swap` has counted
             // every reader of the old one when it returns: a count of 1 is
             // this list's own reference, and stays 1.
-            let (free, held): (Vec<_>, Vec<_>) = retired.drain(..).partition(|s| Arc::strong_count(s) == 1);
-            *retired = held;
+            let free: Vec<_> = retired.extract_if(.., |s| Arc::strong_count(s) == 1).collect();
             (free, retired.len())
         };
         drop(free);

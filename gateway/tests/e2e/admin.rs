@@ -511,7 +511,7 @@ fn a_keyless_admin_listener_refuses_to_start_off_loopback() {
             crate::harness::free_port()
         ),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+    let out = std::process::Command::new(crate::harness::gateway_bin())
         .args(["run", "--bootstrap"])
         .arg(&boot)
         .output()

@@ -417,10 +417,17 @@ impl Gateway {
     }
 }
 
+/// The gateway binary the tests run: cargo's build of this test's profile,
+/// or `E2E_GATEWAY_BIN` (the suite against another build, such as the
+/// profile-guided production binary of `make production`).
+pub fn gateway_bin() -> PathBuf {
+    std::env::var_os("E2E_GATEWAY_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gateway")), PathBuf::from)
+}
+
 /// Runs the gateway binary on `dir`'s bootstrap, pid file and upgrade socket.
 fn spawn(dir: &Path, log: &Path, upgrade: bool) -> Child {
     let log_file = std::fs::File::create(log).expect("log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    let mut cmd = Command::new(gateway_bin());
     cmd.arg("run")
         .arg("--bootstrap")
         .arg(dir.join("gateway.yaml"))

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Profile-guided build of the gateway (and of the bare Pingora proxy the
-# benchmark compares it with), trained on bench/run.sh's own scenarios.
+# The production build: the gateway (and the bare Pingora proxy the
+# benchmark compares it with) built with profile-guided optimisation,
+# trained on bench/pgo-train.sh's workload, which is not the benchmark's.
 #
 #   bench/pgo.sh                 build, train, rebuild; prints the binaries' paths
 #   bench/pgo.sh --bench ARGS    then run bench/run.sh on them with ARGS
+#
+# `make production` runs the first, `make bench` the second.
 #
 # Steps (see bench/README.md, "Profile-guided build"):
 #   1. the production profile built with -Cprofile-generate into
 #      target/pgo-gen (its own target dir: the plain production build
 #      is left alone);
-#   2. one short round of every default scenario of bench/run.sh with the
-#      instrumented binaries (each writes a .profraw when it exits);
+#   2. bench/pgo-train.sh's traffic through the instrumented binaries
+#      (each writes a .profraw when it exits);
 #   3. llvm-profdata merges them; it must come from the same LLVM major
 #      version as rustc's (installed here as Debian's llvm-<N> if missing);
 #   4. the production profile built again with -Cprofile-use into
@@ -62,9 +65,9 @@ main() {
     build "$GEN_DIR" "-Cprofile-generate=$DATA"
     rm -rf "$DATA" && mkdir -p "$DATA"
 
-    log "2/4 training: one short round of each bench/run.sh scenario"
-    GATEWAY_BIN=$GEN_DIR/$TRIPLE/production/gateway BARE_BIN=$GEN_DIR/$TRIPLE/production/examples/bare_pingora \
-        "$ROOT/bench/run.sh" --no-build --rounds 1 --duration 3 --warmup 1 >"$GEN_DIR/training.log" 2>&1 \
+    log "2/4 training: bench/pgo-train.sh"
+    "$ROOT/bench/pgo-train.sh" "$GEN_DIR/$TRIPLE/production/gateway" "$GEN_DIR/$TRIPLE/production/examples/bare_pingora" \
+        >"$GEN_DIR/training.log" 2>&1 \
         || { tail -20 "$GEN_DIR/training.log" >&2; die "the training run failed (log: $GEN_DIR/training.log)"; }
     local n
     n=$(find "$DATA" -name '*.profraw' | wc -l)
@@ -72,9 +75,16 @@ main() {
 
     log "3/4 merging $n profiles"
     "$llvm_profdata" merge -o "$GEN_DIR/merged.profdata" "$DATA"
+    # Named by its content: cargo does not look into the file RUSTFLAGS
+    # names, so with a fixed name a crate built with an earlier profile
+    # (every dependency, after a change to our code only) would be kept.
+    local profile
+    profile=$GEN_DIR/merged-$(sha256sum "$GEN_DIR/merged.profdata" | cut -c1-16).profdata
+    rm -f "$GEN_DIR"/merged-*.profdata
+    mv "$GEN_DIR/merged.profdata" "$profile"
 
     log "4/4 optimised build (target dir $USE_DIR)"
-    build "$USE_DIR" "-Cprofile-use=$GEN_DIR/merged.profdata"
+    build "$USE_DIR" "-Cprofile-use=$profile"
 
     local gw=$USE_DIR/$TRIPLE/production/gateway bare=$USE_DIR/$TRIPLE/production/examples/bare_pingora
     log "built: $gw and $bare"

@@ -4,8 +4,8 @@
 #   make run-cluster   etcd and three gateway nodes on it (examples/cluster/)
 #   make test          every test (what CI runs: .ci/run)
 #   make gen           regenerate code, JSON Schema and docs from proto/
-#   make bench         the benchmarks (the gateway in the production profile: fat LTO)
-#   make bench-pgo     the gateway-against-nginx run on profile-guided builds
+#   make production    the binary to deploy (profile-guided, fat LTO): target/pgo/<host>/production/gateway
+#   make bench         the benchmarks (on that production build)
 #   make web           build the web admin UI into web/dist
 #
 # One cargo target directory is shared by every step, so each crate builds
@@ -25,7 +25,7 @@ PROTOC := $(shell scripts/protoc.sh)
 endif
 export PROTOC
 
-.PHONY: all build gateway-bin tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run run-cluster validate bench bench-config bench-propagation bench-pgo
+.PHONY: all build gateway-bin tools gen check-gen check-breaking fmt lint test test-rust test-go test-ts web web-deps test-web run run-cluster validate production bench bench-plain bench-config bench-propagation
 
 all: build
 
@@ -145,15 +145,21 @@ bench-config:
 	@start=$$(date +%s%N); $(TARGET_DIR)/release/codegen || exit 1; end=$$(date +%s%N); \
 	  echo "bench-gen: make gen (codegen already built) took $$(( (end - start) / 1000000 )) ms"
 
-## The gateway (production profile) and a bare Pingora proxy against nginx
-## under wrk (installs nginx and wrk if missing),
-## then the config benchmarks. See bench/README.md.
+## The binary to deploy: the production profile (fat LTO, one codegen
+## unit) built with profile-guided optimisation, trained on
+## bench/pgo-train.sh's traffic (not the benchmark's); ~15 min of builds on
+## 2 cores. Prints the path of the binary.
+production:
+	CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) bench/pgo.sh
+
+## The production build of the gateway and of a bare Pingora proxy against
+## nginx under wrk (installs nginx and wrk if missing), then the config and
+## propagation benchmarks. See bench/README.md.
 bench: bench-config
-	GATEWAY_BIN=$(abspath $(TARGET_DIR))/production/gateway bench/run.sh
+	CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) bench/pgo.sh --bench
 	$(MAKE) bench-propagation
 
-## The same gateway-against-nginx run, with the gateway and the bare
-## Pingora proxy built with profile-guided optimisation (trained on one
-## short round of bench/run.sh's scenarios; ~15 min of builds on 2 cores).
-bench-pgo:
-	bench/pgo.sh --bench
+## The same gateway-against-nginx run on the production profile built
+## without a profile (fat LTO only): what a plain `cargo build` gives.
+bench-plain:
+	GATEWAY_BIN=$(abspath $(TARGET_DIR))/production/gateway bench/run.sh

@@ -4,7 +4,7 @@
 # the benchmark's own scenarios, so that `make bench` measures the build
 # on traffic it was not trained on.
 #
-#   bench/pgo-train.sh GATEWAY_BIN [BARE_BIN]
+#   bench/pgo-train.sh GATEWAY_BIN [BARE_BIN [ADMIN_CLIENT]]
 #
 # It starts an upstream nginx and one gateway with its own config (1,200
 # routes of four URI forms over 40 hosts, wildcard and host-less routes,
@@ -13,15 +13,20 @@
 # weighted upstream), listening on plain HTTP and on HTTPS with SNI. wrk then sends
 # a random mix over the whole table (GET and POST with a body, 404s, 401s,
 # keep-alive and a new connection per request, 1 and 24 connections), over
-# HTTP and HTTPS; and GET and POST through the bare Pingora proxy when it
-# is given. The binaries, built with -Cprofile-generate, write their
+# HTTP and HTTPS. With ADMIN_CLIENT (gateway/examples/pgo_admin.rs),
+# the management API's calls follow, writes and reads, while wrk keeps
+# sending the mix: a gateway serves those too. Then GETs through the bare
+# Pingora proxy, when it is given. The binaries, built with -Cprofile-generate, write their
 # profiles when they exit: every process is stopped with SIGTERM at the
 # end. TRAIN_SECONDS (default 3) is the length of each of the wrk runs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-GATEWAY_BIN=$(realpath "${1:?usage: bench/pgo-train.sh GATEWAY_BIN [BARE_BIN]}")
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+GATEWAY_BIN=$(realpath "${1:?usage: bench/pgo-train.sh GATEWAY_BIN [BARE_BIN [ADMIN_CLIENT]]}")
 BARE_BIN=${2:+$(realpath "$2")}
+ADMIN_CLIENT=${3:+$(realpath "$3")}
 SECS=${TRAIN_SECONDS:-3}
 ROUTES=1200
 PY=${PYTHON:-python3}
@@ -51,12 +56,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_ports() {
-    $PY -c 'import socket,sys
-s=[socket.socket() for _ in range(int(sys.argv[1]))]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
-}
 
 # wait_ready URL [CURL ARGS...]: a 200 within 20 s.
 wait_ready() {
@@ -79,15 +78,7 @@ wrk_mix() {
     log "$1 -c$2 ${3:-keep-alive}: $(printf '%s\n' "$out" | awk '/Requests\/sec/ {print $2 " req/s"}'), $(printf '%s\n' "$out" | grep '^statuses')"
 }
 
-missing=()
-for tool in nginx wrk curl openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-    { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}" ||
-        { $sudo apt-get update && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"; }; } >/dev/null 2>&1 ||
-        die "could not install ${missing[*]} with apt-get"
-fi
+install_missing nginx=nginx wrk=wrk curl=curl openssl=openssl || die "could not install the tools the training needs"
 
 read -r UP UP2 HTTP HTTPS ADMIN BARE <<<"$(free_ports 6)"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=train.test \
@@ -253,6 +244,12 @@ wrk_mix "http://127.0.0.1:$HTTP" 1
 wrk_mix "http://127.0.0.1:$HTTP" 8 close
 wrk_mix "https://127.0.0.1:$HTTPS" 24
 wrk_mix "https://127.0.0.1:$HTTPS" 4 close
+if [ -n "$ADMIN_CLIENT" ]; then
+    SECS=$((SECS * 3)) wrk_mix "http://127.0.0.1:$HTTP" 8 &
+    traffic=$!
+    "$ADMIN_CLIENT" "$ADMIN" "$UP" "${TRAIN_ADMIN_ROUNDS:-20}" >&2 || die "the management API calls failed (log: $TMP/gateway.log)"
+    wait "$traffic" || die "wrk failed during the management API calls"
+fi
 
 if [ -n "$BARE_BIN" ]; then
     "$BARE_BIN" "127.0.0.1:$BARE" "127.0.0.1:$UP" >"$TMP/bare.log" 2>&1 &

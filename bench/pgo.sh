@@ -12,8 +12,9 @@
 #   1. the production profile built with -Cprofile-generate into
 #      target/pgo-gen (its own target dir: the plain production build
 #      is left alone);
-#   2. bench/pgo-train.sh's traffic through the instrumented binaries
-#      (each writes a .profraw when it exits);
+#   2. bench/pgo-train.sh's traffic through the instrumented binaries,
+#      and management API calls (gateway/examples/pgo_admin.rs) through
+#      the gateway (each writes a .profraw when it exits);
 #   3. llvm-profdata merges them; it must come from the same LLVM major
 #      version as rustc's (installed here as Debian's llvm-<N> if missing);
 #   4. the production profile built again with -Cprofile-use into
@@ -66,7 +67,11 @@ main() {
     rm -rf "$DATA" && mkdir -p "$DATA"
 
     log "2/4 training: bench/pgo-train.sh"
+    # The management API's client of the training: a plain build, it is
+    # not part of what is measured.
+    (cd "$ROOT" && $CARGO build --release -q -p pingora-config-gateway --example pgo_admin)
     "$ROOT/bench/pgo-train.sh" "$GEN_DIR/$TRIPLE/production/gateway" "$GEN_DIR/$TRIPLE/production/examples/bare_pingora" \
+        "$TARGET/release/examples/pgo_admin" \
         >"$GEN_DIR/training.log" 2>&1 \
         || { tail -20 "$GEN_DIR/training.log" >&2; die "the training run failed (log: $GEN_DIR/training.log)"; }
     local n

@@ -27,6 +27,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 
 GATEWAY=${GATEWAY:-1}
 ROUNDS=${ROUNDS:-6}
@@ -78,25 +80,8 @@ die() { printf '%s\n' "bench: error: $*" >&2; exit 1; }
 # ------------------------------------------------------------------ tools
 
 ensure_tools() {
-    local missing=() pkg
-    command -v nginx >/dev/null || missing+=(nginx)
-    command -v wrk >/dev/null || missing+=(wrk)
-    command -v curl >/dev/null || missing+=(curl)
-    command -v openssl >/dev/null || missing+=(openssl)
-    command -v python3 >/dev/null || missing+=(python3)
-    command -v taskset >/dev/null || missing+=(util-linux)
-    command -v getconf >/dev/null || missing+=(libc-bin)
-    command -v ps >/dev/null || missing+=(procps)
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing ${missing[*]}"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null 2>&1; then
-        apt-get update >/dev/null 2>&1 || true
-        DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null ||
-            die "could not install ${missing[*]} with apt-get"
-    fi
-    for pkg in nginx wrk curl openssl python3 taskset ps; do
-        command -v "$pkg" >/dev/null || die "$pkg is still missing after apt-get install"
-    done
+    install_missing nginx=nginx wrk=wrk curl=curl openssl=openssl python3=python3 taskset=util-linux \
+        getconf=libc-bin ps=procps || die "could not install the tools the benchmark needs"
 }
 
 PY=python3
@@ -135,19 +120,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# free_ports N: N distinct free TCP ports on 127.0.0.1.
-free_ports() {
-    $PY - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
 # pin CPU: the taskset prefix for a command, or nothing.
 pin() { [ "$PIN" = 1 ] && echo "taskset -c $1"; return 0; }

@@ -105,6 +105,7 @@ lint:
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
+	bench/pgo-train.sh --check $(GATEWAY_BIN)
 
 ## Everything CI checks, in the order that fails fastest.
 test: check-gen lint check-breaking test-rust test-go test-ts test-web

@@ -5,26 +5,31 @@
 # on traffic it was not trained on.
 #
 #   bench/pgo-train.sh GATEWAY_BIN [BARE_BIN [ADMIN_CLIENT]]
+#   bench/pgo-train.sh --check GATEWAY_BIN   only write the training's config
+#                                            and validate it (make test does)
 #
-# It starts an upstream nginx and one gateway with its own config (1,200
+# It starts two upstream nginx and one gateway with its own config (1,200
 # routes of four URI forms over 40 hosts, wildcard and host-less routes,
 # method and header matchers, a service with a plugin chain, an
-# authenticated route with a rate limit, a mock route, a two-node
-# weighted upstream), listening on plain HTTP and on HTTPS with SNI. wrk then sends
-# a random mix over the whole table (GET and POST with a body, 404s, 401s,
-# keep-alive and a new connection per request, 1 and 24 connections), over
-# HTTP and HTTPS. With ADMIN_CLIENT (gateway/examples/pgo_admin.rs),
-# the management API's calls follow, writes and reads, while wrk keeps
-# sending the mix: a gateway serves those too. Then GETs through the bare
-# Pingora proxy, when it is given. The binaries, built with -Cprofile-generate, write their
-# profiles when they exit: every process is stopped with SIGTERM at the
-# end. TRAIN_SECONDS (default 3) is the length of each of the wrk runs.
+# authenticated route with a rate limit, a mock route, a weighted two-node
+# upstream, an SSL resource), listening on HTTP and HTTPS. wrk sends a
+# random mix over the whole table (GET and POST with a body, 404s, 401s,
+# keep-alive and a new connection per request, 1 to 24 connections) over
+# HTTP and HTTPS. With ADMIN_CLIENT (gateway/examples/pgo_admin.rs) the
+# management API's calls follow, writes and reads, while wrk keeps sending
+# the mix: a gateway serves those too. Then GETs through the bare Pingora
+# proxy, when it is given. The binaries, built with -Cprofile-generate,
+# write their profiles when they exit: every process is stopped with
+# SIGTERM at the end. TRAIN_SECONDS (default 3) is the length of each wrk
+# run; TRAIN_ADMIN_ROUNDS (default 20) the admin client's rounds.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-GATEWAY_BIN=$(realpath "${1:?usage: bench/pgo-train.sh GATEWAY_BIN [BARE_BIN [ADMIN_CLIENT]]}")
+CHECK=0
+if [ "${1:-}" = --check ]; then CHECK=1; shift; fi
+GATEWAY_BIN=$(realpath "${1:?usage: bench/pgo-train.sh [--check] GATEWAY_BIN [BARE_BIN [ADMIN_CLIENT]]}")
 BARE_BIN=${2:+$(realpath "$2")}
 ADMIN_CLIENT=${3:+$(realpath "$3")}
 SECS=${TRAIN_SECONDS:-3}
@@ -56,7 +61,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 # wait_ready URL [CURL ARGS...]: a 200 within 20 s.
 wait_ready() {
     local url=$1 code="" deadline=$((SECONDS + 20))
@@ -78,21 +82,13 @@ wrk_mix() {
     log "$1 -c$2 ${3:-keep-alive}: $(printf '%s\n' "$out" | awk '/Requests\/sec/ {print $2 " req/s"}'), $(printf '%s\n' "$out" | grep '^statuses')"
 }
 
-install_missing nginx=nginx wrk=wrk curl=curl openssl=openssl || die "could not install the tools the training needs"
+install_missing curl=curl openssl=openssl python3=python3 || die "could not install the tools the training needs"
+[ "$CHECK" = 1 ] || install_missing nginx=nginx wrk=wrk || die "could not install the tools the training needs"
 
 read -r UP UP2 HTTP HTTPS ADMIN BARE <<<"$(free_ports 6)"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=train.test \
     -addext 'subjectAltName=DNS:train.test,DNS:*.train.test,IP:127.0.0.1' \
     -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1 || die "openssl could not make a certificate"
-
-for port in "$UP" "$UP2"; do
-    mkdir -p "$TMP/upstream-$port/tmp"
-    $PY "$ROOT/bench/genconf.py" upstream --dir "$TMP/upstream-$port" --port "$port"
-    nginx -p "$TMP/upstream-$port" -c "$TMP/upstream-$port/nginx.conf" -e "$TMP/upstream-$port/error.log" \
-        >"$TMP/upstream-$port.log" 2>&1 &
-    PIDS+=($!)
-    wait_ready "http://127.0.0.1:$port/"
-done
 
 # The gateway's bootstrap and config (see the header for their shape).
 $PY - "$TMP" "$UP" "$UP2" "$HTTP" "$HTTPS" "$ADMIN" "$ROUTES" <<'EOF'
@@ -233,6 +229,19 @@ EOF
 
 out=$("$GATEWAY_BIN" validate --kind bootstrap "$TMP/bootstrap.yaml" 2>&1) || { printf '%s\n' "$out" >&2; die "the training bootstrap does not validate"; }
 out=$("$GATEWAY_BIN" validate "$TMP/config.yaml" 2>&1) || { printf '%s\n' "$out" >&2; die "the training config does not validate"; }
+if [ "$CHECK" = 1 ]; then
+    log "the training's bootstrap and config validate"
+    exit 0
+fi
+
+for port in "$UP" "$UP2"; do
+    mkdir -p "$TMP/upstream-$port/tmp"
+    $PY "$ROOT/bench/genconf.py" upstream --dir "$TMP/upstream-$port" --port "$port"
+    nginx -p "$TMP/upstream-$port" -c "$TMP/upstream-$port/nginx.conf" -e "$TMP/upstream-$port/error.log" \
+        >"$TMP/upstream-$port.log" 2>&1 &
+    PIDS+=($!)
+    wait_ready "http://127.0.0.1:$port/"
+done
 (cd "$TMP" && exec "$GATEWAY_BIN" run --bootstrap "$TMP/bootstrap.yaml" --config "$TMP/config.yaml" \
     --pid-file "$TMP/gateway.pid" --upgrade-sock "$TMP/upgrade.sock") >"$TMP/gateway.log" 2>&1 &
 PIDS+=($!)

@@ -13,10 +13,11 @@
 //! upstream and a route on it (with plugins and labels), update the route
 //! (and once with a stale revision: ABORTED), read and list, try to delete
 //! the upstream the route refers to (FAILED_PRECONDITION), a consumer's
-//! life, then delete the route and the upstream. One client also exports
+//! life, then delete the route and the upstream. A fifth client exports
 //! the config, applies it back as a dry run with a change, validates a
-//! broken config (INVALID_ARGUMENT), reads the status, and a watch stream
-//! takes every event. It fails on any answer other than the expected one.
+//! broken config (answered `valid: false`) and reads the status, as many
+//! times; a watch stream takes every event. It fails on any answer other
+//! than the expected one.
 
 use pingora_config::v1;
 use pingora_config::v1::config_service_client::ConfigServiceClient;

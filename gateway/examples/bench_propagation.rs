@@ -601,7 +601,10 @@ async fn main() -> Result<(), BoxError> {
     let upstream_port = upstream().await?;
     println!("bench-propagation: {} CPU(s)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
-    {
+    // BENCH_STORES=file or =etcd runs one phase only.
+    let stores = std::env::var("BENCH_STORES").unwrap_or_default();
+    let runs = |store: &str| stores.is_empty() || stores.split(',').any(|s| s.trim() == store);
+    if runs("file") {
         let file = "  file: { path: $DIR/config.yaml }\n";
         let nodes = vec![start_node(&binary, &tmp, "file", file, 2, None)?];
         propagation(&nodes, upstream_port, writes, "file store, 1 node").await?;
@@ -610,7 +613,7 @@ async fn main() -> Result<(), BoxError> {
             sustained(&nodes, seconds, "file store, 1 node", None).await?;
         }
     }
-    {
+    if runs("etcd") {
         // Three nodes and etcd stand for separate machines: on a machine
         // with 2 to 3 CPUs, the node written through and wrk get CPU 0, and
         // etcd, the other two nodes and this driver (the writing client)

@@ -202,7 +202,7 @@ fn build_error(e: &crate::snapshot::BuildError) -> Status {
 /// Each batch costs the same fsyncs, YAML render and snapshot compile
 /// however many writes it holds, so when writes arrive faster than one per
 /// commit, waiting a little lets several share them: at 200 writes/s on a
-/// loaded node, about four per batch instead of one or two (measured in
+/// loaded node, several per batch instead of one or two (measured in
 /// bench/README.md, "Propagation").
 /// It only applies while writes are seen to stream in (the last batch had
 /// more than one write, or more were queued when it was done), as
@@ -211,7 +211,46 @@ fn build_error(e: &crate::snapshot::BuildError) -> Status {
 /// to wait. And it counts from the start of the previous commit, so a store
 /// whose commits take longer than that (etcd: one transaction per write,
 /// in turn) never waits: its batches grow by themselves while it commits.
+///
+/// This is the least: the gap grows with what a commit costs, see
+/// [`COMMIT_SHARE`].
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// While writes stream in, the gap from the start of one commit to the
+/// start of the next is at least this many times the CPU the last batch's
+/// planning, persisting and compiling took (at least [`LINGER`], at most
+/// [`MAX_LINGER`]), so that streaming writes cost their node about a
+/// twentieth of a CPU in commits until the cap. A commit's work is mostly
+/// per batch (three fsyncs, the YAML, the compile; the copy and the
+/// compile are O(config)), so a larger batch costs little more than a
+/// small one. With 200 routes under load a commit's heavy part takes 1-3
+/// ms, so batches start 20-40 ms apart (200 writes/s under wrk: about 6.5
+/// writes per commit instead of 4.4); with 2,000 routes or more, 40 ms
+/// apart. Measured in bench/README.md, "Propagation".
+pub const COMMIT_SHARE: u32 = 20;
+
+/// The longest gap between the starts of two commits that
+/// [`COMMIT_SHARE`] asks for. It bounds what a write streaming in waits
+/// before its commit starts, so that a client keeping a few writes in
+/// flight keeps its rate: 8 writes in flight sustain 200 writes/s only
+/// while a write takes under 40 ms (`make bench-propagation`).
+pub const MAX_LINGER: std::time::Duration = std::time::Duration::from_millis(40);
+
+/// The gap from the start of a commit that took `cpu` to the start of the
+/// next while writes stream in: see [`COMMIT_SHARE`]. A `least` of zero
+/// (tests) never waits.
+fn commit_gap(least: std::time::Duration, cpu: std::time::Duration) -> std::time::Duration {
+    if least.is_zero() {
+        return least;
+    }
+    (cpu * COMMIT_SHARE).clamp(least, MAX_LINGER.max(least))
+}
+
+/// CPU time the calling thread has used so far.
+fn thread_cpu() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+}
 
 /// The longest a batch runs in idle CPU only before it gets the control
 /// plane's share (`SCHED_BATCH` at nice 5, see
@@ -304,11 +343,13 @@ impl Committer {
         // Until when batches run at the control plane's priority from the
         // start, a batch having found no idle CPU (see [`IDLE_WAIT`]).
         let mut raised_until: Option<tokio::time::Instant> = None;
+        // See [`COMMIT_SHARE`].
+        let mut gap = self.linger;
         while let Some(first) = rx.recv().await {
             let mut jobs = vec![first];
             take_queued(&mut rx, &mut jobs);
             if streaming {
-                linger(&mut rx, &mut jobs, last_start + self.linger).await;
+                linger(&mut rx, &mut jobs, last_start + gap).await;
             }
             last_start = tokio::time::Instant::now();
             let batch = jobs.len();
@@ -316,16 +357,19 @@ impl Committer {
             self.batches.fetch_add(1, Ordering::Relaxed);
             crate::admin::metrics::batches().inc();
             let idle = raised_until.is_none_or(|t| last_start >= t);
-            if !self.commit(jobs, idle).await {
+            let (found_idle, cpu) = self.commit(jobs, idle).await;
+            if !found_idle {
                 raised_until = Some(tokio::time::Instant::now() + IDLE_RETRY);
             }
+            gap = commit_gap(self.linger, cpu);
             streaming = batch > 1 || !rx.is_empty();
         }
     }
 
-    /// Commits a batch, its heavy part in idle CPU when `idle`; `false`
-    /// when it had to be raised for want of idle CPU.
-    async fn commit(&self, jobs: Vec<Job>, idle: bool) -> bool {
+    /// Commits a batch, its heavy part in idle CPU when `idle`: whether it
+    /// found idle CPU (`false` when it had to be raised), and the CPU its
+    /// heavy part took.
+    async fn commit(&self, jobs: Vec<Job>, idle: bool) -> (bool, std::time::Duration) {
         let before = self.store.current();
         let base = before.revision;
         let (previous, defaults, store) = (self.live.load(), self.defaults, self.store.clone());
@@ -336,6 +380,7 @@ impl Committer {
         let state = Arc::new(Mutex::new(IdleState::Pending));
         let (shared, idle_cpu) = (state.clone(), idle);
         let mut task = tokio::task::spawn_blocking(move || {
+            let start = thread_cpu();
             let _idle = idle_cpu
                 .then(|| {
                     let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -358,7 +403,7 @@ impl Committer {
             };
             // The config replaced is dropped here, not on the runtime.
             drop((before, previous));
-            (planned, committed)
+            (planned, committed, thread_cpu().saturating_sub(start))
         });
         let mut found_idle = true;
         let planned = match tokio::time::timeout(self.idle_wait, &mut task).await {
@@ -385,13 +430,13 @@ impl Committer {
                 task.await
             }
         };
-        let (planned, committed) = match planned {
+        let (planned, committed, cpu) = match planned {
             Ok(p) => p,
             Err(e) => {
                 for r in replies {
                     let _ = r.send(Err(Status::internal(format!("the write failed: {e}"))));
                 }
-                return found_idle;
+                return (found_idle, std::time::Duration::ZERO);
             }
         };
         let mut results: Vec<Option<Result<Committed, CommitError>>> = match committed {
@@ -429,7 +474,7 @@ impl Committer {
             };
             let _ = reply.send(result);
         }
-        found_idle
+        (found_idle, cpu)
     }
 }
 
@@ -837,6 +882,35 @@ mod tests {
         let store = Arc::new(FileConfigStore::open(path.to_path_buf(), 2, live.clone(), text, Arc::new(c), "n".into()));
         let writer = Arc::new(Writer::new(Arc::new(store.clone()), live, Timeouts::DEFAULT));
         (store, writer)
+    }
+
+    #[test]
+    fn commits_streaming_in_are_spaced_by_what_the_last_one_cost() {
+        let ms = std::time::Duration::from_millis;
+        // Cheap commits: the least gap.
+        assert_eq!(commit_gap(LINGER, std::time::Duration::from_micros(300)), LINGER);
+        // Twenty times the CPU of the last one.
+        assert_eq!(commit_gap(LINGER, std::time::Duration::from_micros(1_500)), ms(30));
+        // Never more than the most a write waits.
+        assert_eq!(commit_gap(LINGER, ms(40)), MAX_LINGER);
+        // A writer told not to wait never waits.
+        assert_eq!(commit_gap(std::time::Duration::ZERO, ms(40)), std::time::Duration::ZERO);
+        // A least above the most is the gap.
+        assert_eq!(commit_gap(ms(150), ms(1)), ms(150));
+    }
+
+    #[test]
+    fn thread_cpu_counts_this_threads_work() {
+        let before = thread_cpu();
+        let mut x = 0u64;
+        while thread_cpu() - before < std::time::Duration::from_millis(5) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(x > 0);
+        // Sleeping costs no CPU.
+        let slept = thread_cpu();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(thread_cpu() - slept < std::time::Duration::from_millis(10));
     }
 
     fn upstream(id: &str, port: u32) -> v1::Upstream {

@@ -315,7 +315,7 @@ fn diff_collection<T: PartialEq + Clone>(
 }
 
 /// The metadata after `changes` at `revision`.
-pub(crate) fn next_metas(previous: &Metas, changes: &[Change], revision: i64, time: Option<(i64, i32)>) -> Metas {
+pub fn next_metas(previous: &Metas, changes: &[Change], revision: i64, time: Option<(i64, i32)>) -> Metas {
     let mut metas = previous.clone();
     for (key, _, new_value) in changes {
         match new_value {

@@ -209,8 +209,9 @@ func (c *Client) Export(ctx context.Context, opts ...grpc.CallOption) (*pingorac
 // Streams events as they happen: config changes, upstream health
 // transitions and nodes joining or leaving. With `start_revision`, first
 // replays the config changes from that revision, so a client that resumes
-// from the revision after the last one it saw loses nothing, as long as the
-// store still holds that history; otherwise it receives `resync_required`.
+// from the revision of the last change it saw (see `start_revision`) loses
+// nothing, as long as the store still holds that history; otherwise it
+// receives `resync_required`.
 // Resource events arrive in revision order. The stream runs until the
 // client cancels it or the gateway shuts down (UNAVAILABLE: reconnect).
 // Role: VIEWER.

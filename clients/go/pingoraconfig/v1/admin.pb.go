@@ -4399,8 +4399,12 @@ type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Replay the config changes from this store revision (inclusive), then
 	// stream live events. 0 (the default): live events only. To follow a
-	// listing without a gap, pass its `revision + 1`; to resume a stream, the
-	// `revision` of the last resource event received plus one. Health and node
+	// listing without a gap, pass its `revision + 1`. To resume a stream, pass
+	// the `revision` of the last resource event received, and drop by
+	// `Event.id` the events of that revision already received: the resources
+	// changed by one write share its revision, and a stream cut between two of
+	// them would lose the rest if resumed from the revision after. The watch
+	// helpers of the Rust, Go and TypeScript clients do this. Health and node
 	// events are never replayed: read GetStatus and ListNodes for the current
 	// state.
 	StartRevision int64 `protobuf:"varint,1,opt,name=start_revision,json=startRevision,proto3" json:"start_revision,omitempty"`

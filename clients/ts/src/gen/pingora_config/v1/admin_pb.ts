@@ -2200,8 +2200,12 @@ export type WatchRequest = Message<"pingora_config.v1.WatchRequest"> & {
   /**
    * Replay the config changes from this store revision (inclusive), then
    * stream live events. 0 (the default): live events only. To follow a
-   * listing without a gap, pass its `revision + 1`; to resume a stream, the
-   * `revision` of the last resource event received plus one. Health and node
+   * listing without a gap, pass its `revision + 1`. To resume a stream, pass
+   * the `revision` of the last resource event received, and drop by
+   * `Event.id` the events of that revision already received: the resources
+   * changed by one write share its revision, and a stream cut between two of
+   * them would lose the rest if resumed from the revision after. The watch
+   * helpers of the Rust, Go and TypeScript clients do this. Health and node
    * events are never replayed: read GetStatus and ListNodes for the current
    * state.
    *
@@ -3544,8 +3548,9 @@ export const EventService: GenService<{
    * Streams events as they happen: config changes, upstream health
    * transitions and nodes joining or leaving. With `start_revision`, first
    * replays the config changes from that revision, so a client that resumes
-   * from the revision after the last one it saw loses nothing, as long as the
-   * store still holds that history; otherwise it receives `resync_required`.
+   * from the revision of the last change it saw (see `start_revision`) loses
+   * nothing, as long as the store still holds that history; otherwise it
+   * receives `resync_required`.
    * Resource events arrive in revision order. The stream runs until the
    * client cancels it or the gateway shuts down (UNAVAILABLE: reconnect).
    * Role: VIEWER.

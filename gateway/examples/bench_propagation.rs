@@ -47,6 +47,31 @@ fn cpu_time(pid: u32) -> Duration {
     parse_cpu_time(&stat)
 }
 
+/// CPU time of each thread of a process outside its data plane (Pingora's
+/// `listener <name>` workers and its timer thread): the admin API, the
+/// committer, the store, health checks. By thread id, since threads come
+/// and go (the blocking pool's).
+fn control_plane_cpu(pid: u32) -> std::collections::HashMap<u32, Duration> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Default::default() };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let tid = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let comm = stat.split_once('(')?.1.rsplit_once(')')?.0;
+            (!comm.starts_with("listener ") && comm != "Timer thread").then(|| (tid, parse_cpu_time(&stat)))
+        })
+        .collect()
+}
+
+/// The control-plane CPU used since `before` (threads gone since are not
+/// counted; threads started since count whole).
+fn control_plane_since(pid: u32, before: &std::collections::HashMap<u32, Duration>) -> Duration {
+    control_plane_cpu(pid)
+        .into_iter()
+        .map(|(tid, t)| t.saturating_sub(before.get(&tid).copied().unwrap_or_default()))
+        .sum()
+}
+
 /// utime + stime of a `/proc/.../stat` line.
 fn parse_cpu_time(stat: &str) -> Duration {
     // Fields after the command name (in parentheses): utime and stime are
@@ -499,13 +524,21 @@ async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&
     let port = nodes[0].port;
     let admin = nodes[0].admin;
     let baseline_secs = (seconds / 3).max(5);
+    let pid = nodes[0].proc.0.id();
+    let (cp_start, started) = (control_plane_cpu(pid), Instant::now());
     let (before_rps, before_failed) = tokio::task::spawn_blocking(move || wrk(port, baseline_secs, wrk_cpus)).await??;
+    // The control plane's own pace without writes (health checks, the
+    // store's housekeeping), to take off what it uses with them.
+    let idle_rate = control_plane_since(pid, &cp_start).as_secs_f64() / started.elapsed().as_secs_f64();
     let committed = batches(admin).await;
     let raised_before = metric(admin, RAISED).await;
+    let (cp_start, started) = (control_plane_cpu(pid), Instant::now());
     let load = tokio::task::spawn_blocking(move || wrk(port, seconds, wrk_cpus));
     let writes = writer_thread(admin, seconds);
     let (rps, failed) = load.await??;
     let (mut stats, elapsed) = writes.join().map_err(|_| "the writers panicked")??;
+    let window = started.elapsed().as_secs_f64();
+    let cp_writes = (control_plane_since(pid, &cp_start).as_secs_f64() - idle_rate * window).max(0.0);
     let (w, b) = batches(admin).await;
     let per_batch = (w - committed.0) / (b - committed.1).max(1.0);
     let raised = metric(admin, RAISED).await - raised_before;
@@ -528,6 +561,15 @@ async fn sustained(nodes: &[Node], seconds: u64, label: &str, wrk_cpus: Option<&
         b - committed.1,
         (rps / base_rps - 1.0) * 100.0,
         before_failed + after_failed,
+    );
+    // What the writes cost the node measured, beside the data plane: the
+    // drop above is mostly this share of its CPU (bench/README.md,
+    // "Session 12" and "Session 13").
+    println!(
+        "  (the node's control plane under load: {:.2} ms CPU per write, {:.1}% of a CPU, above its {:.1}% without writes)",
+        cp_writes * 1000.0 / writes.max(1) as f64,
+        cp_writes / window * 100.0,
+        idle_rate * 100.0,
     );
     interleaved(admin, port, wrk_cpus).await
 }

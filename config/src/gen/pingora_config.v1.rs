@@ -4095,8 +4095,9 @@ pub struct WatchRequest {
     /// listing without a gap, pass its `revision + 1`. To resume a stream, pass
     /// the `revision` of the last resource event received, and drop by
     /// `Event.id` the events of that revision already received: the resources
-    /// changed by one write share its revision, and a stream cut between two of
-    /// them would lose the rest if resumed from the revision after. The watch
+    /// changed by one write (or by writes committed together, with the etcd
+    /// store) share its revision, and a stream cut between two of them would
+    /// lose the rest if resumed from the revision after. The watch
     /// helpers of the Rust, Go and TypeScript clients do this. Health and node
     /// events are never replayed: read GetStatus and ListNodes for the current
     /// state.
@@ -4130,8 +4131,9 @@ pub struct Event {
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
     /// For a resource event, the store revision of the change (every resource
-    /// changed by one write shares it). For the other events, the revision the
-    /// node had applied when it happened.
+    /// changed by one write shares it, as do writes committed together with
+    /// the etcd store). For the other events, the revision the node had
+    /// applied when it happened.
     #[prost(int64, tag = "2")]
     pub revision: i64,
     /// When the event happened, as seen by the reporting node.

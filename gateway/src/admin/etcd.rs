@@ -11,10 +11,13 @@
 //!   mod revision this node last saw (absent for a creation), and no config
 //!   key may have changed since the revision this node has seen (so the
 //!   whole config is a compare-and-swap, as with the file store). A failed
-//!   compare is ABORTED. Writes queued together are one transaction each,
-//!   chained on the revision the previous one produced, and this node
-//!   applies the batch itself (one compile); a write returns once this
-//!   node serves it, so the next read through the same node sees it.
+//!   compare is ABORTED. Writes queued together are one transaction (so
+//!   they share its revision, as the resources of one `ApplyConfig` do),
+//!   split only where a key would repeat or etcd's `--max-txn-ops` would be
+//!   exceeded, each part chained on the revision the previous one
+//!   produced; this node applies the batch itself (one compile), and a
+//!   write returns once this node serves it, so the next read through the
+//!   same node sees it.
 //! - Every node lists the prefix, then watches it from the revision after
 //!   the listing; on compaction it lists again and applies the difference.
 //!   Revisions that arrive together (or, while changes stream in, within
@@ -59,7 +62,8 @@ use tokio::sync::{Notify, watch};
 use crate::Live;
 use crate::admin::json;
 use crate::admin::store::{
-    self, Batch, COLLECTIONS, Change, CommitError, Committed, ConfigStore, EventLog, Key, Meta, Stored, collection,
+    self, Batch, COLLECTIONS, Change, CommitError, Committed, ConfigStore, EventLog, Key, Meta, Proposed, Stored,
+    collection,
 };
 use crate::snapshot::{Snapshot, Timeouts};
 
@@ -1060,16 +1064,26 @@ impl EtcdConfigStore {
         }
     }
 
-    /// Writes a batch, one transaction per write (so one etcd revision
-    /// each), each conditioned on the keys it touches being at the mod
-    /// revision this node knows and on no config key having changed since
-    /// the revision before it: the previous write's for all but the first,
-    /// so the batch needs no wait for the watch between its writes. Then
-    /// this node installs the batch itself, the snapshot the writer built
-    /// for the last write going live and the events of each revision
-    /// recorded, while its watch holds off (the watch then skips those
-    /// revisions); should anything else have happened meanwhile, it waits
-    /// for the watch to apply them instead.
+    /// Writes a batch as few transactions as etcd allows: consecutive writes
+    /// go in one transaction (one etcd revision, which they share, as the
+    /// resources of one `ApplyConfig` do) unless a key would repeat or the
+    /// transaction would exceed [`TXN_KEYS`] (see [`txn_runs`]). Each
+    /// transaction is conditioned on the keys it touches being at the mod
+    /// revision this node knows (absent for a creation) and on no config key
+    /// having changed since the revision before it: the previous
+    /// transaction's for all but the first, so the batch needs no wait for
+    /// the watch in between. Then this node installs the batch itself, the
+    /// snapshot the writer built for the last write going live and the
+    /// events of each revision recorded (in the order of the writes, which
+    /// is the order of the transaction's operations, so the order the other
+    /// nodes' watches report), while its watch holds off (the watch then
+    /// skips those revisions); should anything else have happened
+    /// meanwhile, it waits for the watch to apply them instead.
+    ///
+    /// One transaction per batch rather than per write saves, for all but
+    /// one write of a batch, the round trip and the watch echo that are most
+    /// of what a write costs the node written through (bench/README.md,
+    /// "Session 14").
     async fn commit_batch(&self, base: i64, batch: Batch, snapshot: Snapshot) -> Vec<Result<Committed, CommitError>> {
         let n = batch.writes.len();
         if !self.connected.load(Ordering::SeqCst) {
@@ -1093,6 +1107,8 @@ impl EtcdConfigStore {
         };
         let prefix = self.settings.prefix.clone();
         let rt = self.settings.request_timeout;
+        let runs = txn_runs(batch.writes.iter().map(|p| p.changes.iter().map(|(k, _, _)| k)));
+        let mut writes = batch.writes.into_iter();
         let mut results = Vec::with_capacity(n);
         let mut revisions: Vec<(i64, Vec<Change>)> = Vec::new();
         let mut last = start;
@@ -1100,20 +1116,21 @@ impl EtcdConfigStore {
         // Whether the documents as etcd returns them are the ones written
         // (what the watch would build), so that this node can install them.
         let mut exact = true;
-        for p in batch.writes {
+        for run in runs {
+            let group: Vec<Proposed> = writes.by_ref().take(run.len()).collect();
             if let Some(e) = &failed {
-                results.push(Err(e.clone()));
+                results.extend(group.iter().map(|_| Err(e.clone())));
                 continue;
             }
-            if p.changes.is_empty() {
+            if group.iter().all(|p| p.changes.is_empty()) {
                 // Only the order changed, which etcd does not keep.
-                results.push(Ok(Committed { revision: last, metas: metas.clone() }));
+                results.extend(group.iter().map(|_| Ok(Committed { revision: last, metas: metas.clone() })));
                 continue;
             }
             let mut compares = Vec::new();
             let mut ops = Vec::new();
             let mut values = Vec::new();
-            for (key, _, new) in &p.changes {
+            for (key, _, new) in group.iter().flat_map(|p| &p.changes) {
                 let k = etcd_key(&prefix, key);
                 compares.push(match raw.get(key) {
                     Some(rev) => Compare::mod_revision(k.clone(), CompareOp::Equal, *rev),
@@ -1155,43 +1172,48 @@ impl EtcdConfigStore {
                 Ok(r) if r.succeeded() => r,
                 Ok(_) => {
                     let e = CommitError::Stale { current: self.current_revision().max(self.seen()) };
-                    failed = Some(e.clone());
-                    results.push(Err(e));
+                    results.extend(group.iter().map(|_| Err(e.clone())));
+                    failed = Some(e);
                     continue;
                 }
                 Err(e) => {
-                    failed = Some(e.clone());
-                    results.push(Err(e));
+                    results.extend(group.iter().map(|_| Err(e.clone())));
+                    failed = Some(e);
                     continue;
                 }
             };
             let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-            for ((key, _, new), bytes) in p.changes.iter().zip(values) {
-                match bytes {
-                    Some(bytes) => {
-                        raw.insert(key.clone(), revision);
-                        match decode(key, &bytes) {
-                            Ok(resource) => {
-                                exact &= new.as_ref() == Some(&resource);
-                                let create_rev = docs.get(key).map(|d| d.create_rev).unwrap_or(revision);
-                                let doc = Doc { resource, mod_rev: revision, create_rev };
-                                metas.insert(key.clone(), meta(&doc, None));
-                                docs.insert(key.clone(), doc);
+            let mut values = values.into_iter();
+            let mut changed = Vec::new();
+            for p in group {
+                for ((key, _, new), bytes) in p.changes.iter().zip(values.by_ref()) {
+                    match bytes {
+                        Some(bytes) => {
+                            raw.insert(key.clone(), revision);
+                            match decode(key, &bytes) {
+                                Ok(resource) => {
+                                    exact &= new.as_ref() == Some(&resource);
+                                    let create_rev = docs.get(key).map(|d| d.create_rev).unwrap_or(revision);
+                                    let doc = Doc { resource, mod_rev: revision, create_rev };
+                                    metas.insert(key.clone(), meta(&doc, None));
+                                    docs.insert(key.clone(), doc);
+                                }
+                                Err(_) => exact = false,
                             }
-                            Err(_) => exact = false,
+                        }
+                        None => {
+                            raw.remove(key);
+                            docs.remove(key);
+                            metas.remove(key);
                         }
                     }
-                    None => {
-                        raw.remove(key);
-                        docs.remove(key);
-                        metas.remove(key);
-                    }
                 }
+                results.push(Ok(Committed { revision, metas: metas.clone() }));
+                changed.extend(p.changes);
             }
             seen = revision;
-            revisions.push((revision, p.changes));
+            revisions.push((revision, changed));
             last = revision;
-            results.push(Ok(Committed { revision, metas: metas.clone() }));
         }
         let Some(written) = revisions.last().map(|r| r.0) else { return results };
         let installed = failed.is_none()
@@ -1215,6 +1237,43 @@ impl EtcdConfigStore {
         }
         results
     }
+}
+
+/// The most keys one transaction of a batch holds: etcd's default
+/// `--max-txn-ops` is 128, and a transaction's compares (one per key, and
+/// two for the rest of the config) count against it.
+const TXN_KEYS: usize = 126;
+
+/// Splits a batch's writes (the keys each changes, in order) into the runs
+/// of consecutive writes committed as one transaction each: as long as the
+/// run holds no key twice (etcd refuses a key repeated in a transaction,
+/// and each write must find the keys it read at the revision it read them)
+/// and at most [`TXN_KEYS`] keys. A write with more keys than that is a run
+/// of its own, bounded by etcd's limit alone.
+fn txn_runs<'a, W, K>(writes: W) -> Vec<std::ops::Range<usize>>
+where
+    W: IntoIterator<Item = K>,
+    K: IntoIterator<Item = &'a Key>,
+{
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut keys: std::collections::HashSet<&Key> = std::collections::HashSet::new();
+    let mut n = 0;
+    for (i, write) in writes.into_iter().enumerate() {
+        let mine: Vec<&Key> = write.into_iter().collect();
+        let fits = keys.len() + mine.len() <= TXN_KEYS && !mine.iter().any(|k| keys.contains(k));
+        if i > start && !fits {
+            runs.push(start..i);
+            start = i;
+            keys.clear();
+        }
+        keys.extend(mine);
+        n = i + 1;
+    }
+    if n > start {
+        runs.push(start..n);
+    }
+    runs
 }
 
 /// Marks a batch being written; unmarks it when dropped.
@@ -1495,6 +1554,27 @@ mod tests {
         assert!(decode(&key, b"not json").is_err());
         let r = decode(&key, br#"{"id":"u","nodes":[{"host":"127.0.0.1","port":1}]}"#).unwrap_or_default();
         assert_eq!(decode(&key, &encode(&r)).ok(), Some(r));
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one run of writes
+    fn a_batch_is_one_transaction_until_a_key_repeats_or_it_grows_too_big() {
+        let key = |id: &str| (Kind::Route, id.to_owned());
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        let runs = |writes: &[Vec<&Key>]| txn_runs(writes.iter().map(|w| w.iter().copied()));
+        assert!(runs(&[]).is_empty());
+        assert_eq!(runs(&[vec![&a], vec![&b], vec![], vec![&c]]), [0..4]);
+        // A delete then a creation of `a`: two transactions, in order.
+        assert_eq!(runs(&[vec![&a], vec![&b], vec![&a, &c]]), [0..2, 2..3]);
+        // The same kind but another id is another key.
+        assert_eq!(runs(&[vec![&a], vec![&key("a2")]]), [0..2]);
+        let many: Vec<Key> = (0..TXN_KEYS).map(|i| key(&format!("k{i}"))).collect();
+        let all: Vec<&Key> = many.iter().collect();
+        assert_eq!(runs(&[vec![&a], all.clone(), vec![&b]]), [0..1, 1..2, 2..3]);
+        assert_eq!(runs(&[all[..TXN_KEYS - 1].to_vec(), vec![&a], vec![&b]]), [0..2, 2..3]);
+        // Bigger than a transaction should be: alone, for etcd to judge.
+        let more: Vec<Key> = (0..TXN_KEYS + 5).map(|i| key(&format!("m{i}"))).collect();
+        assert_eq!(runs(&[vec![&a], more.iter().collect(), vec![&b]]), [0..1, 1..2, 2..3]);
     }
 
     #[test]

@@ -193,7 +193,8 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// current config and its history hold the last one's config only): a
     /// write fails only with
     /// those after it (the file store persists the batch at once, so all
-    /// fail or none; the etcd store writes them one transaction each).
+    /// fail or none; the etcd store writes them in as few transactions as
+    /// etcd allows, see `EtcdConfigStore::commit_batch`).
     async fn commit(&self, base: i64, batch: Batch, snapshot: Snapshot) -> Vec<Result<Committed, CommitError>>;
     /// Commits the batch on the calling thread when the store can without
     /// waiting on the network (the file store): the writer then plans and

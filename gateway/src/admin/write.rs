@@ -23,8 +23,9 @@
 //!   (should that fail, each write is compiled in turn to find the one that
 //!   cannot be served, which alone is rejected);
 //! - the store persists the batch (the file store: one file write and one
-//!   set of fsyncs; etcd: one transaction per write) and each write gets its
-//!   own revision and events, in order;
+//!   set of fsyncs, each write getting its own revision; etcd: one
+//!   transaction, whose revision the writes share) and each write gets its
+//!   own events, in order;
 //! - a write returns once it is durable and its change is live on this node.
 //!
 //! So a burst of writes costs one fsync and one compile, not one per write,
@@ -209,8 +210,8 @@ fn build_error(e: &crate::snapshot::BuildError) -> Status {
 /// PostgreSQL's `commit_delay` applies only with `commit_siblings` open: a
 /// client that waits for each write before sending the next is never made
 /// to wait. And it counts from the start of the previous commit, so a store
-/// whose commits take longer than that (etcd: one transaction per write,
-/// in turn) never waits: its batches grow by themselves while it commits.
+/// whose commits take longer than that never waits: its batches grow by
+/// themselves while it commits.
 ///
 /// This is the least: the gap grows with what a commit costs, see
 /// [`COMMIT_SHARE`].
@@ -449,14 +450,35 @@ impl Committer {
         .into_iter()
         .map(Some)
         .collect();
-        // Each stored write's revision before it is the one the write before
-        // it stored (etcd's revisions are etcd's).
-        let befores: Vec<i64> = std::iter::once(base)
-            .chain(results.iter().map(|r| match r {
-                Some(Ok(c)) => c.revision,
-                _ => base,
-            }))
-            .collect();
+        // Each write's revision before it: for a stored one, the last
+        // revision stored before its own (etcd's revisions are etcd's, and
+        // writes that etcd committed in one transaction share one); for a
+        // failed one, or one that etcd had nothing to store for (only the
+        // order changed), the last stored.
+        let mut order_only = vec![false; results.len()];
+        for p in &planned {
+            if let Planned::Store { n, changes, .. } = p
+                && changes.is_empty()
+                && let Some(o) = order_only.get_mut(*n)
+            {
+                *o = true;
+            }
+        }
+        let befores: Vec<i64> = {
+            let (mut before, mut at) = (base, base);
+            results
+                .iter()
+                .zip(order_only)
+                .map(|(r, order_only)| match r {
+                    Some(Ok(c)) if c.revision != at => {
+                        (before, at) = (at, c.revision);
+                        before
+                    }
+                    Some(Ok(_)) if !order_only => before,
+                    _ => at,
+                })
+                .collect()
+        };
         for (planned, reply) in planned.into_iter().zip(replies) {
             let result = match planned {
                 Planned::Failed(status) => Err(status),

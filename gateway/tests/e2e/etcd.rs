@@ -594,7 +594,7 @@ fn a_node_cut_off_while_etcd_compacts_lists_again_and_catches_up() {
 /// revision and event, an invalid and a stale one fail alone, and the
 /// other node converges on the same config.
 #[test]
-fn concurrent_writes_through_one_node_get_a_revision_and_an_event_each_and_bad_ones_fail_alone() {
+fn concurrent_writes_through_one_node_share_transactions_get_an_event_each_and_bad_ones_fail_alone() {
     let etcd = Etcd::start();
     let up = Upstream::start("origin");
     let a = node(&etcd, "/t5", "node-a", "");
@@ -650,10 +650,12 @@ fn concurrent_writes_through_one_node_get_a_revision_and_an_event_each_and_bad_o
         codes.sort_by_key(|c| *c as i32);
         assert_eq!(codes, [Code::FailedPrecondition, Code::Aborted]);
         assert_eq!(ok.len(), 20);
+        // The writes queued while one committed went in one transaction
+        // each batch: they share its revision.
         let mut revs: Vec<i64> = ok.iter().map(|(r, _)| *r).collect();
         revs.sort();
         revs.dedup();
-        assert_eq!(revs.len(), 20, "one revision per write: {ok:?}");
+        assert!(revs.len() < ok.len(), "a revision per write, no batch shared one: {ok:?}");
 
         // B replays one event per write, at the write's revision.
         let mut ev = EventServiceClient::new(channel(&b).await);

@@ -4,11 +4,16 @@
 // Conventions shared by every service:
 //  - Revisions. Every change to the stored config gets a store revision, an
 //    int64 that only grows (the etcd revision, or the file store's write
-//    counter); a change of several resources (ApplyConfig) gets one revision.
+//    counter); a change of several resources (ApplyConfig) gets one revision,
+//    and with the etcd store so do writes committed together (those queued
+//    while the previous ones were being stored share one etcd transaction).
 //    Each resource carries the revision of its last change
 //    (`ResourceMeta.revision`). Writes take an `expected_revision` and get
 //    ABORTED when the resource (or, for ApplyConfig, the store) changed since:
-//    read again and retry.
+//    read again and retry. ApplyConfig's is the revision the config was
+//    built from (ExportConfig's, or a reviewed dry run's), never one a
+//    write returned: that revision covers every change stored up to it,
+//    other clients' writes included.
 //  - Secrets. Fields marked `secret` in the schema (keys, passwords, private
 //    keys) are never returned in clear: responses and events carry the string
 //    `<redacted>` in their place. A write that sends `<redacted>` back keeps
@@ -4402,8 +4407,9 @@ type WatchRequest struct {
 	// listing without a gap, pass its `revision + 1`. To resume a stream, pass
 	// the `revision` of the last resource event received, and drop by
 	// `Event.id` the events of that revision already received: the resources
-	// changed by one write share its revision, and a stream cut between two of
-	// them would lose the rest if resumed from the revision after. The watch
+	// changed by one write (or by writes committed together, with the etcd
+	// store) share its revision, and a stream cut between two of them would
+	// lose the rest if resumed from the revision after. The watch
 	// helpers of the Rust, Go and TypeScript clients do this. Health and node
 	// events are never replayed: read GetStatus and ListNodes for the current
 	// state.
@@ -4477,8 +4483,9 @@ type Event struct {
 	// under the same id. Opaque, at most 128 characters.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// For a resource event, the store revision of the change (every resource
-	// changed by one write shares it). For the other events, the revision the
-	// node had applied when it happened.
+	// changed by one write shares it, as do writes committed together with
+	// the etcd store). For the other events, the revision the node had
+	// applied when it happened.
 	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// When the event happened, as seen by the reporting node.
 	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`

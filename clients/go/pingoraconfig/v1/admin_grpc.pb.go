@@ -4,11 +4,16 @@
 // Conventions shared by every service:
 //  - Revisions. Every change to the stored config gets a store revision, an
 //    int64 that only grows (the etcd revision, or the file store's write
-//    counter); a change of several resources (ApplyConfig) gets one revision.
+//    counter); a change of several resources (ApplyConfig) gets one revision,
+//    and with the etcd store so do writes committed together (those queued
+//    while the previous ones were being stored share one etcd transaction).
 //    Each resource carries the revision of its last change
 //    (`ResourceMeta.revision`). Writes take an `expected_revision` and get
 //    ABORTED when the resource (or, for ApplyConfig, the store) changed since:
-//    read again and retry.
+//    read again and retry. ApplyConfig's is the revision the config was
+//    built from (ExportConfig's, or a reviewed dry run's), never one a
+//    write returned: that revision covers every change stored up to it,
+//    other clients' writes included.
 //  - Secrets. Fields marked `secret` in the schema (keys, passwords, private
 //    keys) are never returned in clear: responses and events carry the string
 //    `<redacted>` in their place. A write that sends `<redacted>` back keeps

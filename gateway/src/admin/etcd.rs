@@ -13,9 +13,10 @@
 //!   whole config is a compare-and-swap, as with the file store). A failed
 //!   compare is ABORTED. Writes queued together are one transaction (so
 //!   they share its revision, as the resources of one `ApplyConfig` do),
-//!   split only where a key would repeat or etcd's `--max-txn-ops` would be
-//!   exceeded, each part chained on the revision the previous one
-//!   produced; this node applies the batch itself (one compile), and a
+//!   split only where a key would repeat or etcd's `--max-txn-ops` or
+//!   request size would be exceeded, each part chained on the revision the
+//!   previous one produced (a single write over those limits gets
+//!   FAILED_PRECONDITION); this node applies the batch itself (one compile), and a
 //!   write returns once this node serves it, so the next read through the
 //!   same node sees it.
 //! - Every node lists the prefix, then watches it from the revision after
@@ -1067,7 +1068,7 @@ impl EtcdConfigStore {
     /// Writes a batch as few transactions as etcd allows: consecutive writes
     /// go in one transaction (one etcd revision, which they share, as the
     /// resources of one `ApplyConfig` do) unless a key would repeat or the
-    /// transaction would exceed [`TXN_KEYS`] (see [`txn_runs`]). Each
+    /// transaction would exceed [`TXN_KEYS`] or [`TXN_BYTES`] (see [`txn_runs`]). Each
     /// transaction is conditioned on the keys it touches being at the mod
     /// revision this node knows (absent for a creation) and on no config key
     /// having changed since the revision before it: the previous
@@ -1107,8 +1108,17 @@ impl EtcdConfigStore {
         };
         let prefix = self.settings.prefix.clone();
         let rt = self.settings.request_timeout;
-        let runs = txn_runs(batch.writes.iter().map(|p| p.changes.iter().map(|(k, _, _)| k)));
-        let mut writes = batch.writes.into_iter();
+        // Each write's values, encoded once: their size splits the batch too.
+        let encoded: Vec<Vec<Option<Vec<u8>>>> = batch
+            .writes
+            .iter()
+            .map(|p| p.changes.iter().map(|(_, _, new)| new.as_ref().map(encode)).collect())
+            .collect();
+        let runs = txn_runs(batch.writes.iter().zip(&encoded).map(|(p, values)| {
+            let bytes = values.iter().flatten().map(Vec::len).sum();
+            (p.changes.iter().map(|(k, _, _)| k), bytes)
+        }));
+        let mut writes = batch.writes.into_iter().zip(encoded);
         let mut results = Vec::with_capacity(n);
         let mut revisions: Vec<(i64, Vec<Change>)> = Vec::new();
         let mut last = start;
@@ -1117,7 +1127,7 @@ impl EtcdConfigStore {
         // (what the watch would build), so that this node can install them.
         let mut exact = true;
         for run in runs {
-            let group: Vec<Proposed> = writes.by_ref().take(run.len()).collect();
+            let (group, encoded): (Vec<Proposed>, Vec<_>) = writes.by_ref().take(run.len()).unzip();
             if let Some(e) = &failed {
                 results.extend(group.iter().map(|_| Err(e.clone())));
                 continue;
@@ -1130,23 +1140,17 @@ impl EtcdConfigStore {
             let mut compares = Vec::new();
             let mut ops = Vec::new();
             let mut values = Vec::new();
-            for (key, _, new) in group.iter().flat_map(|p| &p.changes) {
+            for ((key, _, _), value) in group.iter().flat_map(|p| &p.changes).zip(encoded.into_iter().flatten()) {
                 let k = etcd_key(&prefix, key);
                 compares.push(match raw.get(key) {
                     Some(rev) => Compare::mod_revision(k.clone(), CompareOp::Equal, *rev),
                     None => Compare::version(k.clone(), CompareOp::Equal, 0),
                 });
-                match new {
-                    Some(r) => {
-                        let bytes = encode(r);
-                        ops.push(TxnOp::put(k, bytes.clone(), None));
-                        values.push(Some(bytes));
-                    }
-                    None => {
-                        ops.push(TxnOp::delete(k, None));
-                        values.push(None);
-                    }
+                match &value {
+                    Some(bytes) => ops.push(TxnOp::put(k, bytes.clone(), None)),
+                    None => ops.push(TxnOp::delete(k, None)),
                 }
+                values.push(value);
             }
             // Nothing of the config changed since what this node has seen
             // or written (the node keys, between `global_rules` and
@@ -1162,12 +1166,25 @@ impl EtcdConfigStore {
             );
             let txn = Txn::new().when(compares).and_then(ops);
             let mut c = client.clone();
-            let resp = self
-                .runtime
-                .spawn(async move { with_timeout(rt, "etcd transaction", c.txn(txn)).await })
-                .await
-                .map_err(|e| CommitError::Io(e.to_string()))
-                .and_then(|r| r.map_err(CommitError::Io));
+            let resp = match self.runtime.spawn(async move { tokio::time::timeout(rt, c.txn(txn)).await }).await {
+                Ok(Ok(Ok(r))) => Ok(r),
+                // What etcd refuses whatever its state: a request over
+                // `--max-request-bytes` (or its gRPC limit, 512 KiB above)
+                // or `--max-txn-ops`.
+                Ok(Ok(Err(etcd_client::Error::GRpcStatus(s))))
+                    if matches!(s.code(), tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted) =>
+                {
+                    Err(CommitError::TooLarge(format!(
+                        "etcd refused the transaction ({}): one write may change at most what one etcd request \
+                         takes (--max-request-bytes, 1.5 MiB by default; --max-txn-ops, 128 by default: 126 \
+                         resources)",
+                        s.message()
+                    )))
+                }
+                Ok(Ok(Err(e))) => Err(CommitError::Io(format!("etcd transaction: {e}"))),
+                Ok(Err(_)) => Err(CommitError::Io(format!("etcd transaction: no answer within {rt:?}"))),
+                Err(e) => Err(CommitError::Io(e.to_string())),
+            };
             let resp = match resp {
                 Ok(r) if r.succeeded() => r,
                 Ok(_) => {
@@ -1244,30 +1261,41 @@ impl EtcdConfigStore {
 /// two for the rest of the config) count against it.
 const TXN_KEYS: usize = 126;
 
-/// Splits a batch's writes (the keys each changes, in order) into the runs
-/// of consecutive writes committed as one transaction each: as long as the
-/// run holds no key twice (etcd refuses a key repeated in a transaction,
-/// and each write must find the keys it read at the revision it read them)
-/// and at most [`TXN_KEYS`] keys. A write with more keys than that is a run
-/// of its own, bounded by etcd's limit alone.
+/// The most value bytes one transaction of a batch holds: etcd's default
+/// `--max-request-bytes` is 1.5 MiB, and a request also carries the keys
+/// and the compares.
+const TXN_BYTES: usize = 1024 * 1024;
+
+/// Splits a batch's writes (the keys each changes, in order, and the size
+/// of the values it puts) into the runs of consecutive writes committed as
+/// one transaction each: as long as the run holds no key twice (etcd
+/// refuses a key repeated in a transaction, and each write must find the
+/// keys it read at the revision it read them), at most [`TXN_KEYS`] keys
+/// and at most [`TXN_BYTES`] of values. A write bigger than that is a run
+/// of its own, bounded by etcd's limits alone, as it was before batches
+/// shared transactions.
 fn txn_runs<'a, W, K>(writes: W) -> Vec<std::ops::Range<usize>>
 where
-    W: IntoIterator<Item = K>,
+    W: IntoIterator<Item = (K, usize)>,
     K: IntoIterator<Item = &'a Key>,
 {
     let mut runs = Vec::new();
     let mut start = 0;
     let mut keys: std::collections::HashSet<&Key> = std::collections::HashSet::new();
+    let mut bytes = 0;
     let mut n = 0;
-    for (i, write) in writes.into_iter().enumerate() {
+    for (i, (write, size)) in writes.into_iter().enumerate() {
         let mine: Vec<&Key> = write.into_iter().collect();
-        let fits = keys.len() + mine.len() <= TXN_KEYS && !mine.iter().any(|k| keys.contains(k));
+        let fits =
+            keys.len() + mine.len() <= TXN_KEYS && bytes + size <= TXN_BYTES && !mine.iter().any(|k| keys.contains(k));
         if i > start && !fits {
             runs.push(start..i);
             start = i;
             keys.clear();
+            bytes = 0;
         }
         keys.extend(mine);
+        bytes += size;
         n = i + 1;
     }
     if n > start {
@@ -1561,7 +1589,7 @@ mod tests {
     fn a_batch_is_one_transaction_until_a_key_repeats_or_it_grows_too_big() {
         let key = |id: &str| (Kind::Route, id.to_owned());
         let (a, b, c) = (key("a"), key("b"), key("c"));
-        let runs = |writes: &[Vec<&Key>]| txn_runs(writes.iter().map(|w| w.iter().copied()));
+        let runs = |writes: &[Vec<&Key>]| txn_runs(writes.iter().map(|w| (w.iter().copied(), 100)));
         assert!(runs(&[]).is_empty());
         assert_eq!(runs(&[vec![&a], vec![&b], vec![], vec![&c]]), [0..4]);
         // A delete then a creation of `a`: two transactions, in order.
@@ -1575,6 +1603,10 @@ mod tests {
         // Bigger than a transaction should be: alone, for etcd to judge.
         let more: Vec<Key> = (0..TXN_KEYS + 5).map(|i| key(&format!("m{i}"))).collect();
         assert_eq!(runs(&[vec![&a], more.iter().collect(), vec![&b]]), [0..1, 1..2, 2..3]);
+        // Values past etcd's request size: split, a big one alone.
+        let sized = |sizes: &[usize]| txn_runs(sizes.iter().zip(&many).map(|(n, k)| ([k], *n)));
+        assert_eq!(sized(&[TXN_BYTES / 2, TXN_BYTES / 2, 1]), [0..2, 2..3]);
+        assert_eq!(sized(&[1, TXN_BYTES + 1, 1]), [0..1, 1..2, 2..3]);
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub enum CommitError {
     Stale { current: i64 },
     /// Persisting failed; nothing changed.
     Io(String),
+    /// The store refused the write as bigger than it takes at once
+    /// (etcd's request size or operation count); nothing changed, and
+    /// trying again would not help.
+    TooLarge(String),
 }
 
 /// The watcher asked for history no longer held: oldest replayable and

@@ -493,6 +493,7 @@ impl Committer {
                             "the config changed since revision {before} (now {current}): read it again and retry"
                         ))),
                         Some(Err(CommitError::Io(e))) => Err(Status::unavailable(e)),
+                        Some(Err(CommitError::TooLarge(e))) => Err(Status::failed_precondition(e)),
                         None => Err(Status::internal("the store did not answer for this write")),
                     }
                 }

@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pingora_config::v1;
+use pingora_config::v1::config_service_client::ConfigServiceClient;
 use pingora_config::v1::event_service_client::EventServiceClient;
 use pingora_config::v1::resource_service_client::ResourceServiceClient;
 use pingora_config::v1::status_service_client::StatusServiceClient;
@@ -685,5 +686,64 @@ fn concurrent_writes_through_one_node_share_transactions_get_an_event_each_and_b
     for gw in [&a, &b] {
         wait_serving(gw, "/r19-1", "origin", Duration::from_secs(5));
         assert_eq!(http_get_raw(gw.port, "/r3-1", "localhost").map(|r| r.0), Some(200));
+    }
+}
+
+/// Writes queued together share a transaction only up to what etcd takes
+/// in one request (`--max-request-bytes`, 1.5 MiB by default): six
+/// 400 KB routes written at once all land, in more than one transaction.
+/// One write bigger than that gets FAILED_PRECONDITION naming the limit.
+#[test]
+fn big_writes_queued_together_are_split_to_fit_etcd_and_one_too_big_is_refused_as_such() {
+    let etcd = Etcd::start();
+    let a = node(&etcd, "/t8", "node-a", "");
+    let b = node(&etcd, "/t8", "node-b", "");
+    let body = "x".repeat(400 * 1024);
+    let rt = rt();
+    rt.block_on(async {
+        let ra = ResourceServiceClient::new(channel(&a).await);
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let mut c = ra.clone();
+                let route: v1::Route = from_json(json!({
+                    "id": format!("big{i}"), "uris": [format!("/big{i}")],
+                    "plugins": { "mock": { "status": 200, "content_type": "text/plain", "body": body } },
+                }));
+                tokio::spawn(async move { c.create_route(v1::CreateRouteRequest { route: Some(route) }).await })
+            })
+            .collect();
+        let mut revisions = Vec::new();
+        for t in tasks {
+            let e = t.await.expect("task").expect("a big write queued with others").into_inner();
+            revisions.push(e.meta.expect("meta").revision);
+        }
+        revisions.sort();
+        revisions.dedup();
+        assert!(revisions.len() >= 2, "2.4 MB of values in one transaction: {revisions:?}");
+
+        // One write bigger than etcd takes: refused as such, not as a
+        // store outage to retry, and nothing of it stored.
+        let mut config = ConfigServiceClient::new(channel(&a).await);
+        let export = config.export_config(v1::ExportConfigRequest::default()).await.expect("export").into_inner();
+        let mut c = export.config.expect("config");
+        let huge = "y".repeat(800 * 1024);
+        for i in 0..2 {
+            c.routes.push(from_json(json!({
+                "id": format!("huge{i}"), "uris": [format!("/huge{i}")],
+                "plugins": { "mock": { "status": 200, "body": huge } },
+            })));
+        }
+        let req = v1::ApplyConfigRequest { config: Some(c), expected_revision: export.revision, dry_run: false };
+        let err = config.apply_config(req).await.expect_err("1.6 MiB in one write");
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().contains("--max-request-bytes"), "{}", err.message());
+        let mut ra = ra.clone();
+        let gone = ra.get_route(v1::GetRouteRequest { id: "huge0".into() }).await.expect_err("not stored");
+        assert_eq!(gone.code(), Code::NotFound);
+    });
+    for gw in [&a, &b] {
+        for i in 0..6 {
+            wait_serving(gw, &format!("/big{i}"), &body, Duration::from_secs(10));
+        }
     }
 }

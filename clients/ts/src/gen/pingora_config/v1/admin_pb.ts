@@ -27,7 +27,10 @@
 //    one that names a resource that does not exist, or the deletion of one
 //    that is still referenced, gets FAILED_PRECONDITION. Either way the error
 //    details (`google.rpc.Status.details`) hold a `ValidateConfigResponse`
-//    listing every violation, and the message names the first one.
+//    listing every violation, and the message names the first one. A write
+//    bigger than the store takes at once (etcd's `--max-request-bytes` or
+//    `--max-txn-ops`) gets FAILED_PRECONDITION without details, its message
+//    naming the limit; nothing is stored.
 //  - Authentication. With API keys configured (`Bootstrap.admin.api_keys`)
 //    each call sends the metadata `authorization: Bearer <key>`. A missing or
 //    unknown key gets UNAUTHENTICATED; a VIEWER key calling a method that

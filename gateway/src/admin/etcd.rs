@@ -16,9 +16,9 @@
 //!   split only where a key would repeat or etcd's `--max-txn-ops` or
 //!   request size would be exceeded, each part chained on the revision the
 //!   previous one produced (a single write over those limits gets
-//!   FAILED_PRECONDITION); this node applies the batch itself (one compile), and a
-//!   write returns once this node serves it, so the next read through the
-//!   same node sees it.
+//!   FAILED_PRECONDITION). This node applies the batch itself (one
+//!   compile), and a write returns once this node serves it, so the next
+//!   read through the same node sees it.
 //! - Every node lists the prefix, then watches it from the revision after
 //!   the listing; on compaction it lists again and applies the difference.
 //!   Revisions that arrive together (or, while changes stream in, within
@@ -1068,12 +1068,12 @@ impl EtcdConfigStore {
     /// Writes a batch as few transactions as etcd allows: consecutive writes
     /// go in one transaction (one etcd revision, which they share, as the
     /// resources of one `ApplyConfig` do) unless a key would repeat or the
-    /// transaction would exceed [`TXN_KEYS`] or [`TXN_BYTES`] (see [`txn_runs`]). Each
-    /// transaction is conditioned on the keys it touches being at the mod
-    /// revision this node knows (absent for a creation) and on no config key
-    /// having changed since the revision before it: the previous
-    /// transaction's for all but the first, so the batch needs no wait for
-    /// the watch in between. Then this node installs the batch itself, the
+    /// transaction would exceed [`TXN_KEYS`] or [`TXN_BYTES`] (see
+    /// [`txn_runs`]). Each transaction is conditioned on the keys it
+    /// touches being at the mod revision this node knows (absent for a
+    /// creation) and on no config key having changed since the revision
+    /// before it: the previous transaction's for all but the first, so the
+    /// batch needs no wait for the watch in between. Then this node installs the batch itself, the
     /// snapshot the writer built for the last write going live and the
     /// events of each revision recorded (in the order of the writes, which
     /// is the order of the transaction's operations, so the order the other

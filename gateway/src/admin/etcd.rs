@@ -1209,10 +1209,21 @@ impl EtcdConfigStore {
                             raw.insert(key.clone(), revision);
                             match decode(key, &bytes) {
                                 Ok(resource) => {
-                                    exact &= new.as_ref() == Some(&resource);
+                                    let same = new.as_ref() == Some(&resource);
+                                    exact &= same;
                                     let create_rev = docs.get(key).map(|d| d.create_rev).unwrap_or(revision);
                                     let doc = Doc { resource, mod_rev: revision, create_rev };
-                                    metas.insert(key.clone(), meta(&doc, None));
+                                    // The writer hashed what etcd now holds.
+                                    let m = match p.metas.get(key).filter(|_| same) {
+                                        Some(planned) => Meta {
+                                            revision,
+                                            create_revision: create_rev,
+                                            update_time: None,
+                                            hash: planned.hash.clone(),
+                                        },
+                                        None => meta(&doc, None),
+                                    };
+                                    metas.insert(key.clone(), m);
                                     docs.insert(key.clone(), doc);
                                 }
                                 Err(_) => exact = false,

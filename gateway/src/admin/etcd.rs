@@ -1134,7 +1134,8 @@ impl EtcdConfigStore {
             }
             if group.iter().all(|p| p.changes.is_empty()) {
                 // Only the order changed, which etcd does not keep.
-                results.extend(group.iter().map(|_| Ok(Committed { revision: last, metas: metas.clone() })));
+                results
+                    .extend(group.iter().map(|_| Ok(Committed { before: last, revision: last, metas: metas.clone() })));
                 continue;
             }
             let mut compares = Vec::new();
@@ -1236,7 +1237,9 @@ impl EtcdConfigStore {
                         }
                     }
                 }
-                results.push(Ok(Committed { revision, metas: metas.clone() }));
+                // Only the order changed: etcd stored nothing for it.
+                let before = if p.changes.is_empty() { revision } else { last };
+                results.push(Ok(Committed { before, revision, metas: metas.clone() }));
                 changed.extend(p.changes);
             }
             seen = revision;

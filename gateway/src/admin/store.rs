@@ -163,6 +163,10 @@ pub struct Batch {
 /// One write as stored: its revision and the metadata after it.
 #[derive(Clone)]
 pub struct Committed {
+    /// The store revision before it: the previous write's, or for writes
+    /// etcd committed in one transaction, the one before that transaction;
+    /// `revision` when the store had nothing to store for it.
+    pub before: i64,
     pub revision: i64,
     pub metas: Metas,
 }
@@ -848,9 +852,11 @@ impl FileConfigStore {
         state.stored = last.clone();
         self.remember(last.clone());
         let mut out = Vec::with_capacity(batch.writes.len());
+        let mut before = base;
         for p in batch.writes {
             self.events.record(p.revision, &p.changes);
-            out.push(Committed { revision: p.revision, metas: p.metas });
+            out.push(Committed { before, revision: p.revision, metas: p.metas });
+            before = p.revision;
         }
         crate::admin::metrics::revision().set(last.revision);
         Ok(out)

@@ -450,53 +450,27 @@ impl Committer {
         .into_iter()
         .map(Some)
         .collect();
-        // Each write's revision before it: for a stored one, the last
-        // revision stored before its own (etcd's revisions are etcd's, and
-        // writes that etcd committed in one transaction share one); for a
-        // failed one, or one that etcd had nothing to store for (only the
-        // order changed), the last stored.
-        let mut order_only = vec![false; results.len()];
-        for p in &planned {
-            if let Planned::Store { n, changes, .. } = p
-                && changes.is_empty()
-                && let Some(o) = order_only.get_mut(*n)
-            {
-                *o = true;
-            }
-        }
-        let befores: Vec<i64> = {
-            let (mut before, mut at) = (base, base);
-            results
-                .iter()
-                .zip(order_only)
-                .map(|(r, order_only)| match r {
-                    Some(Ok(c)) if c.revision != at => {
-                        (before, at) = (at, c.revision);
-                        before
-                    }
-                    Some(Ok(_)) if !order_only => before,
-                    _ => at,
-                })
-                .collect()
-        };
+        // What a write that failed was planned on: the last revision stored
+        // before it.
+        let mut last_stored = base;
         for (planned, reply) in planned.into_iter().zip(replies) {
             let result = match planned {
                 Planned::Failed(status) => Err(status),
                 Planned::Unchanged { revision, metas, put } => {
                     Ok(Written { before: revision, revision, changes: Vec::new(), metas, put })
                 }
-                Planned::Store { n, changes, put } => {
-                    let before = befores.get(n).copied().unwrap_or(base);
-                    match results.get_mut(n).and_then(Option::take) {
-                        Some(Ok(c)) => Ok(Written { before, revision: c.revision, changes, metas: c.metas, put }),
-                        Some(Err(CommitError::Stale { current })) => Err(Status::aborted(format!(
-                            "the config changed since revision {before} (now {current}): read it again and retry"
-                        ))),
-                        Some(Err(CommitError::Io(e))) => Err(Status::unavailable(e)),
-                        Some(Err(CommitError::TooLarge(e))) => Err(Status::failed_precondition(e)),
-                        None => Err(Status::internal("the store did not answer for this write")),
+                Planned::Store { n, changes, put } => match results.get_mut(n).and_then(Option::take) {
+                    Some(Ok(c)) => {
+                        last_stored = c.revision;
+                        Ok(Written { before: c.before, revision: c.revision, changes, metas: c.metas, put })
                     }
-                }
+                    Some(Err(CommitError::Stale { current })) => Err(Status::aborted(format!(
+                        "the config changed since revision {last_stored} (now {current}): read it again and retry"
+                    ))),
+                    Some(Err(CommitError::Io(e))) => Err(Status::unavailable(e)),
+                    Some(Err(CommitError::TooLarge(e))) => Err(Status::failed_precondition(e)),
+                    None => Err(Status::internal("the store did not answer for this write")),
+                },
             };
             let _ = reply.send(result);
         }

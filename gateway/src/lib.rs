@@ -9,6 +9,7 @@
 //! - [`tls`]: certificates by SNI;
 //! - [`store`]: where the config comes from and how changes arrive;
 //! - [`server`]: assembling listeners and services from the bootstrap;
+//! - [`shared`]: the config as held, each resource shared between revisions;
 //! - [`admin`]: the management API (gRPC, grpc-web) and the store's write path.
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod plugins;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod shared;
 pub mod snapshot;
 pub mod store;
 pub mod tls;
@@ -86,8 +88,7 @@ mod tests {
 
     #[test]
     fn a_replaced_snapshot_is_freed_by_the_store_or_the_reaper_never_by_the_request_holding_it() {
-        let build =
-            || Snapshot::build(Arc::new(pingora_config::v1::Config::default()), snapshot::Timeouts::DEFAULT, None);
+        let build = || Snapshot::build(Arc::default(), snapshot::Timeouts::DEFAULT, None);
         let live = Live::new(build().expect("empty config"));
         // A request holds the first snapshot across a reload.
         let request = live.load();

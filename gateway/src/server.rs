@@ -263,7 +263,7 @@ type AddService = Box<dyn FnOnce(&mut Server)>;
 
 /// Where the config comes from.
 enum Source {
-    File(String, Arc<v1::Config>),
+    File(String, Arc<crate::shared::SharedConfig>),
     Etcd(Arc<crate::admin::etcd::EtcdConfigStore>),
 }
 

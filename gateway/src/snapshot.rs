@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use pingora_config::v1;
 
+use crate::shared::SharedConfig;
+
 use crate::plugins::{self, BuildCx, Consumers, PluginChain, RouteInfo, ScopePlugins};
 use crate::router::{RouteSpec, Router};
 use crate::tls::Certificates;
@@ -68,7 +70,7 @@ pub struct Snapshot {
     /// Consumers indexed by credential.
     pub consumers: Arc<Consumers>,
     /// The validated config this snapshot was built from.
-    pub config: Arc<v1::Config>,
+    pub config: Arc<SharedConfig>,
 }
 
 /// Why a valid config still cannot be served (a node that does not
@@ -89,7 +91,7 @@ impl Snapshot {
     /// the store that holds it). `previous` lends its unchanged upstreams.
     /// Blocking (DNS): call it off the request path.
     pub fn build(
-        config: Arc<v1::Config>,
+        config: Arc<SharedConfig>,
         defaults: Timeouts,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, BuildError> {
@@ -99,7 +101,7 @@ impl Snapshot {
         for u in &config.upstreams {
             upstream_for(&mut upstreams, prev, u.id.clone(), u, &mut errors);
         }
-        let services: HashMap<&str, &v1::Service> = config.services.iter().map(|s| (s.id.as_str(), s)).collect();
+        let services: HashMap<&str, &v1::Service> = config.services.iter().map(|s| (s.id.as_str(), &**s)).collect();
 
         // Consumers first (auth plugins look them up); a consumer's own
         // plugins never authenticate, so they see an empty index.
@@ -308,7 +310,7 @@ mod tests {
             Ok((c, _)) => c,
             Err(e) => panic!("{e}"),
         };
-        match Snapshot::build(Arc::new(config), Timeouts::DEFAULT, None) {
+        match Snapshot::build(Arc::new(config.into()), Timeouts::DEFAULT, None) {
             Ok(s) => s,
             Err(e) => panic!("{e}"),
         }

@@ -67,7 +67,7 @@ fn read(path: &Path) -> Result<String, LoadError> {
 fn compile(path: &Path, text: &str, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, LoadError> {
     let (config, _) =
         pingora_config::load_str::<v1::Config>(text, &path.display().to_string()).map_err(LoadError::Invalid)?;
-    Snapshot::build(Arc::new(config), defaults, previous).map_err(LoadError::Build)
+    Snapshot::build(Arc::new(config.into()), defaults, previous).map_err(LoadError::Build)
 }
 
 /// The background task that watches the file and runs health checks.

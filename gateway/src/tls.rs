@@ -56,7 +56,7 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    pub fn build(ssls: &[v1::Ssl]) -> Result<Certificates, String> {
+    pub fn build(ssls: &[Arc<v1::Ssl>]) -> Result<Certificates, String> {
         let mut out = Certificates::default();
         for (i, ssl) in ssls.iter().enumerate() {
             let ck = Arc::new(

@@ -4,9 +4,9 @@
 //! The writer applies a batch's edits in place to one copy of the config,
 //! and an edit yields the resources it changes as it is applied: no copy
 //! of the whole config, and no comparison of it with the one before, per
-//! write (what is left per write is finding the resource by id and the
-//! id sets of the validation shortcut; measured in bench/README.md,
-//! "Propagation").
+//! write (what is left per write is finding the resource by id; measured
+//! in bench/README.md, "Propagation"). The copy a batch starts from is a
+//! pointer per resource ([`SharedConfig`]).
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use v1::resource::{Kind as K, Value};
 
 use crate::admin::resources::Kind;
 use crate::admin::store::{self, Change, Key};
+use crate::shared::SharedConfig;
 
 /// One write's edit of the config. (A route is large, but an edit is made
 /// once per write and moved into the config: boxing it would only add an
@@ -47,7 +48,7 @@ pub(crate) enum Applied {
 
 /// How to take an applied edit back.
 pub(crate) enum Undo {
-    Whole(Arc<v1::Config>),
+    Whole(Arc<SharedConfig>),
     /// Put `old` back at `index` of the kind's collection, or, with no
     /// `old`, remove what was added there.
     Put {
@@ -66,16 +67,18 @@ pub(crate) enum Undo {
 /// edit changes it. `ordered`: the store keeps each collection in id order
 /// (the etcd store), so a resource added goes to its place in that order
 /// and a whole config is sorted so.
-pub(crate) fn apply(config: &mut Arc<v1::Config>, edit: Edit, ordered: bool) -> Applied {
+pub(crate) fn apply(config: &mut Arc<SharedConfig>, edit: Edit, ordered: bool) -> Applied {
     match edit {
         Edit::Whole(new) => {
-            let new = if ordered { store::sort_by_id(new) } else { new };
+            let new = SharedConfig::from(new);
+            let mut new = if ordered { store::sort_by_id(new) } else { new };
             let changes = store::changes(config, &new);
             // Only the order differs when no resource changed (and order
             // matters for routes of equal precedence).
             if changes.is_empty() && new == **config {
-                return Applied::Unchanged(Edit::Whole(new));
+                return Applied::Unchanged(Edit::Whole(new.to_proto()));
             }
+            share_unchanged(&mut new, config);
             let old = std::mem::replace(config, Arc::new(new));
             Applied::Changed(changes, Undo::Whole(old))
         }
@@ -102,7 +105,7 @@ pub(crate) fn apply(config: &mut Arc<v1::Config>, edit: Edit, ordered: bool) -> 
 }
 
 /// Takes back what [`apply`] did.
-pub(crate) fn undo(config: &mut Arc<v1::Config>, undo: Undo) {
+pub(crate) fn undo(config: &mut Arc<SharedConfig>, undo: Undo) {
     match undo {
         Undo::Whole(old) => *config = old,
         Undo::Put { kind, index, old } => match kind {
@@ -131,10 +134,31 @@ fn resource<R: Kind>(r: R) -> v1::Resource {
     v1::Resource { value: Some(r.into_value()) }
 }
 
-fn put<R: Kind>(config: &mut Arc<v1::Config>, r: R, ordered: bool) -> Applied {
+/// Takes, for each resource of `new` equal to the one with its id in
+/// `old`, `old`'s: the revisions then share it (a whole config arrives as
+/// new copies of every resource).
+fn share_unchanged(new: &mut SharedConfig, old: &SharedConfig) {
+    fn kind<R: Kind>(new: &mut SharedConfig, old: &SharedConfig) {
+        let by_id: std::collections::HashMap<&str, &Arc<R>> = R::items(old).iter().map(|r| (r.id(), r)).collect();
+        for r in R::items_mut(new).iter_mut() {
+            if let Some(o) = by_id.get(r.id()).filter(|o| ***o == *r) {
+                *r = Arc::clone(o);
+            }
+        }
+    }
+    kind::<v1::Route>(new, old);
+    kind::<v1::Service>(new, old);
+    kind::<v1::Upstream>(new, old);
+    kind::<v1::Consumer>(new, old);
+    kind::<v1::Ssl>(new, old);
+    kind::<v1::GlobalRule>(new, old);
+    kind::<v1::PluginConfig>(new, old);
+}
+
+fn put<R: Kind>(config: &mut Arc<SharedConfig>, r: R, ordered: bool) -> Applied {
     let items = R::items(config);
     let found = items.iter().position(|x| x.id() == r.id());
-    if found.is_some_and(|i| items[i] == r) {
+    if found.is_some_and(|i| *items[i] == r) {
         return Applied::Unchanged(Edit::Put(r.into_value()));
     }
     let key = (R::KIND, r.id().to_owned());
@@ -142,39 +166,40 @@ fn put<R: Kind>(config: &mut Arc<v1::Config>, r: R, ordered: bool) -> Applied {
     let items = R::items_mut(Arc::make_mut(config));
     match found {
         Some(index) => {
-            let old = std::mem::replace(&mut items[index], r).into_value();
+            // A copy of the one replaced only when another revision shares it.
+            let old = Arc::unwrap_or_clone(std::mem::replace(&mut items[index], Arc::new(r))).into_value();
             let change = (key, Some(v1::Resource { value: Some(old.clone()) }), Some(new));
             Applied::Changed(vec![change], Undo::Put { kind: R::KIND, index, old: Some(old) })
         }
         None => {
             let index = if ordered { items.partition_point(|x| x.id() < r.id()) } else { items.len() };
-            items.insert(index, r);
+            items.insert(index, Arc::new(r));
             Applied::Changed(vec![(key, None, Some(new))], Undo::Put { kind: R::KIND, index, old: None })
         }
     }
 }
 
-fn remove<R: Kind>(config: &mut Arc<v1::Config>, key: Key) -> Applied {
+fn remove<R: Kind>(config: &mut Arc<SharedConfig>, key: Key) -> Applied {
     let Some(index) = R::items(config).iter().position(|x| x.id() == key.1) else {
         return Applied::Unchanged(Edit::Remove(key));
     };
-    let old = R::items_mut(Arc::make_mut(config)).remove(index).into_value();
+    let old = Arc::unwrap_or_clone(R::items_mut(Arc::make_mut(config)).remove(index)).into_value();
     let change = (key, Some(v1::Resource { value: Some(old.clone()) }), None);
     Applied::Changed(vec![change], Undo::Removed { index, old })
 }
 
-fn put_back<R: Kind>(config: &mut Arc<v1::Config>, index: usize, old: Option<Value>) {
+fn put_back<R: Kind>(config: &mut Arc<SharedConfig>, index: usize, old: Option<Value>) {
     let items = R::items_mut(Arc::make_mut(config));
     match old.and_then(R::from_value) {
-        Some(old) => items[index] = old,
+        Some(old) => items[index] = Arc::new(old),
         None => {
             items.remove(index);
         }
     }
 }
 
-fn insert_at<R: Kind>(config: &mut Arc<v1::Config>, index: usize, r: R) {
-    R::items_mut(Arc::make_mut(config)).insert(index, r);
+fn insert_at<R: Kind>(config: &mut Arc<SharedConfig>, index: usize, r: R) {
+    R::items_mut(Arc::make_mut(config)).insert(index, Arc::new(r));
 }
 
 #[cfg(test)]
@@ -195,16 +220,17 @@ mod tests {
         Value::Upstream(c.upstreams.into_iter().next().unwrap_or_default())
     }
 
-    fn ids(c: &v1::Config) -> Vec<&str> {
+    fn ids(c: &SharedConfig) -> Vec<&str> {
         c.upstreams.iter().map(|u| u.id.as_str()).collect()
     }
 
     /// Every edit gives the changes that comparing the configs before and
-    /// after it gives, touches only its own copy of a shared config, and
-    /// its undo gives back the config before it.
+    /// after it gives, touches only its own copy of a shared config (and
+    /// shares the resources it did not change with it), and its undo gives
+    /// back the config before it.
     #[test]
     fn an_edit_yields_its_changes_and_its_undo_restores_the_config() {
-        let base = Arc::new(load(BASE));
+        let base = Arc::new(SharedConfig::from(load(BASE)));
         let edits = [
             (Edit::Put(upstream("b", 9)), false, vec!["b", "d"]),
             (Edit::Put(upstream("a", 3)), false, vec!["b", "d", "a"]),
@@ -220,6 +246,8 @@ mod tests {
             assert_eq!(ids(&config), after, "{edit:?}");
             assert_eq!(changes, store::changes(&base, &config), "{edit:?}");
             assert_eq!(ids(&base), ["b", "d"], "the shared config was changed by {edit:?}");
+            let d = config.upstreams.iter().find(|u| u.id == "d");
+            assert!(d.is_some_and(|d| Arc::ptr_eq(d, &base.upstreams[1])), "{edit:?} copied `d`");
             super::undo(&mut config, undo);
             assert_eq!(*config, *base, "{edit:?}");
         }

@@ -66,6 +66,7 @@ use crate::admin::store::{
     self, Batch, COLLECTIONS, Change, CommitError, Committed, ConfigStore, EventLog, Key, Meta, Proposed, Stored,
     collection,
 };
+use crate::shared::SharedConfig;
 use crate::snapshot::{Snapshot, Timeouts};
 
 /// The etcd store's settings, from the bootstrap's `store.etcd`.
@@ -233,18 +234,18 @@ fn encode(r: &v1::Resource) -> Vec<u8> {
 
 /// The config holding `docs`, each collection ordered by id (every node
 /// builds the same config, hence the same hash, from the same keys).
-fn build_config<'a>(docs: impl Iterator<Item = &'a v1::Resource>) -> v1::Config {
+fn build_config<'a>(docs: impl Iterator<Item = &'a v1::Resource>) -> SharedConfig {
     use v1::resource::Value;
-    let mut c = v1::Config::default();
+    let mut c = SharedConfig::default();
     for r in docs {
         match r.value.clone() {
-            Some(Value::Route(x)) => c.routes.push(x),
-            Some(Value::Service(x)) => c.services.push(x),
-            Some(Value::Upstream(x)) => c.upstreams.push(x),
-            Some(Value::Consumer(x)) => c.consumers.push(x),
-            Some(Value::Ssl(x)) => c.ssls.push(x),
-            Some(Value::GlobalRule(x)) => c.global_rules.push(x),
-            Some(Value::PluginConfig(x)) => c.plugin_configs.push(x),
+            Some(Value::Route(x)) => c.routes.push(Arc::new(x)),
+            Some(Value::Service(x)) => c.services.push(Arc::new(x)),
+            Some(Value::Upstream(x)) => c.upstreams.push(Arc::new(x)),
+            Some(Value::Consumer(x)) => c.consumers.push(Arc::new(x)),
+            Some(Value::Ssl(x)) => c.ssls.push(Arc::new(x)),
+            Some(Value::GlobalRule(x)) => c.global_rules.push(Arc::new(x)),
+            Some(Value::PluginConfig(x)) => c.plugin_configs.push(Arc::new(x)),
             None => {}
         }
     }
@@ -277,13 +278,14 @@ fn meta(d: &Doc, update_time: Option<(i64, i32)>) -> Meta {
 }
 
 /// Validates and compiles a whole config (blocking).
-fn check(config: v1::Config, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+fn check(config: SharedConfig, defaults: Timeouts, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
     // Validated by its changes when they allow it (see
     // `write::valid_by_its_changes`): the previous snapshot's config is
     // valid.
-    let by_changes = previous
-        .is_some_and(|p| crate::admin::write::valid_by_its_changes(&config, &store::changes(&p.config, &config)));
-    if !by_changes && let Err(report) = pingora_config::validate_message(&config, "etcd") {
+    let by_changes = previous.is_some_and(|p| {
+        crate::admin::write::valid_by_its_changes(&config, &store::changes(&p.config, &config), false)
+    });
+    if !by_changes && let Err(report) = pingora_config::validate_message(&config.to_proto(), "etcd") {
         return Err(report.to_string());
     }
     Snapshot::build(Arc::new(config), defaults, previous).map_err(|e| e.to_string())
@@ -456,7 +458,7 @@ impl EtcdConfigStore {
                 }
                 Err(e) => {
                     log::warn!("etcd: no usable cache ({e}); serving an empty config until etcd answers");
-                    let snapshot = check(v1::Config::default(), defaults, None)?;
+                    let snapshot = check(SharedConfig::default(), defaults, None)?;
                     (snapshot, Docs::new(), 0, Raw::new(), BTreeMap::new(), 0)
                 }
             },
@@ -806,7 +808,7 @@ impl EtcdConfigStore {
     /// give is valid; otherwise ignores them.
     /// The config `docs` make, and its snapshot (validated and compiled off
     /// the runtime); `None` when it is the config already live.
-    async fn compile(&self, docs: &Docs, current: &Stored) -> Option<(v1::Config, Result<Snapshot, String>)> {
+    async fn compile(&self, docs: &Docs, current: &Stored) -> Option<(SharedConfig, Result<Snapshot, String>)> {
         let config = build_config(docs.values().map(|d| &d.resource));
         if config == *current.config {
             return None;
@@ -891,7 +893,7 @@ impl EtcdConfigStore {
     }
 
     /// Makes `config` the applied config at `revision`.
-    fn install(&self, docs: Docs, config: v1::Config, revision: i64, snapshot: Snapshot) {
+    fn install(&self, docs: Docs, config: SharedConfig, revision: i64, snapshot: Snapshot) {
         let Ok(mut s) = self.state.lock() else { return };
         let changes = store::changes(&s.stored.config, &config);
         self.install_locked(&mut s, docs, Arc::new(config), vec![(revision, changes)], snapshot, None);
@@ -906,7 +908,7 @@ impl EtcdConfigStore {
         &self,
         s: &mut State,
         docs: Docs,
-        config: Arc<v1::Config>,
+        config: Arc<SharedConfig>,
         revisions: Vec<(i64, Vec<Change>)>,
         snapshot: Snapshot,
         known: Option<(store::Metas, String)>,
@@ -1384,7 +1386,7 @@ impl Listing {
             for (key, doc) in self.docs.iter().filter(|(k, _)| k.0 == kind) {
                 kept.insert(key.clone(), doc.clone());
                 let c = build_config(kept.values().map(|d| &d.resource));
-                if let Err(report) = pingora_config::validate_message(&c, "etcd") {
+                if let Err(report) = pingora_config::validate_message(&c.to_proto(), "etcd") {
                     kept.remove(key);
                     errors.push(format!("ignored {}: {report}", etcd_key("", key)));
                 }
@@ -1395,7 +1397,7 @@ impl Listing {
             Ok(s) => ((s, kept), errors),
             Err(e) => {
                 errors.push(format!("no valid config could be built: {e}"));
-                let empty = check(v1::Config::default(), defaults, previous);
+                let empty = check(SharedConfig::default(), defaults, previous);
                 match empty {
                     Ok(s) => ((s, Docs::new()), errors),
                     Err(_) => unreachable!("an empty config is valid"),
@@ -1425,6 +1427,7 @@ fn load_cache(s: &Settings, defaults: Timeouts) -> Result<(Snapshot, Docs, i64, 
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let cache: Cache = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let config: v1::Config = json::from_json(cache.config)?;
+    let config = SharedConfig::from(config);
     let docs = store::resources(&config)
         .into_iter()
         .map(|((kind, id), r)| {
@@ -1445,7 +1448,7 @@ async fn write_cache(path: PathBuf, mut rx: watch::Receiver<Option<Arc<Stored>>>
             let cache = Cache {
                 revision: stored.revision,
                 seen: store.seen(),
-                config: json::to_json(&*stored.config),
+                config: json::to_json(&stored.config.to_proto()),
                 revisions: stored
                     .metas
                     .iter()
@@ -1630,6 +1633,7 @@ mod tests {
             Ok((c, _)) => c,
             Err(e) => panic!("{e}"),
         };
+        let config = SharedConfig::from(config);
         let built = build_config(store::resources(&config).values());
         let ids: Vec<&str> = built.routes.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["r1", "r10", "r2"]);

@@ -10,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::admin::store::{Key, Metas};
+use crate::shared::SharedConfig;
 
 /// What a secret reads as in every response and event.
 pub const REDACTED: &str = "<redacted>";
@@ -204,8 +205,8 @@ pub fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Fingerprint of a config (over its encoding, secrets in clear).
-pub fn config_hash(config: &v1::Config) -> String {
-    sha256(&prost::Message::encode_to_vec(config))
+pub fn config_hash(config: &crate::shared::SharedConfig) -> String {
+    sha256(&config.encode_to_vec())
 }
 
 /// The config as the YAML the file store writes: block style, strings
@@ -240,7 +241,7 @@ pub struct YamlRenderer {
 impl YamlRenderer {
     /// The text of `config`, whose resources' hashes are in `metas`; the
     /// same as [`to_yaml`].
-    pub fn render(&mut self, config: &v1::Config, metas: &Metas) -> String {
+    pub fn render(&mut self, config: &SharedConfig, metas: &Metas) -> String {
         use v1::resource::Kind;
         let mut blocks = std::collections::HashMap::with_capacity(self.blocks.len());
         let mut out = String::from(YAML_HEADER);
@@ -272,16 +273,9 @@ impl YamlRenderer {
             // A resource that does not read back the same: the whole
             // config goes through to_yaml (and its JSON fallback).
             self.blocks.clear();
-            return to_yaml(config);
+            return to_yaml(&config.to_proto());
         }
-        if config.routes.is_empty()
-            && config.services.is_empty()
-            && config.upstreams.is_empty()
-            && config.consumers.is_empty()
-            && config.ssls.is_empty()
-            && config.global_rules.is_empty()
-            && config.plugin_configs.is_empty()
-        {
+        if config.is_empty() {
             out.push_str("{}\n");
         }
         self.blocks = blocks;
@@ -298,7 +292,7 @@ impl YamlRenderer {
         metas: &Metas,
         name: &str,
         kind: v1::resource::Kind,
-        items: &[T],
+        items: &[std::sync::Arc<T>],
         id: fn(&T) -> &String,
     ) -> bool {
         if items.is_empty() {
@@ -317,11 +311,11 @@ impl YamlRenderer {
                     // Read back as the item alone (the same mapping at
                     // indent 0), it must give the item.
                     let mut nested = String::new();
-                    emit(&to_json(item), 2, &mut nested);
+                    emit(&to_json(&**item), 2, &mut nested);
                     let alone: String =
                         nested.split_inclusive('\n').map(|l| l.strip_prefix("  ").unwrap_or(l)).collect();
                     match pingora_config::load_str::<T>(&alone, "rendered") {
-                        Ok((back, _)) if back == *item => {}
+                        Ok((back, _)) if back == **item => {}
                         _ => return false,
                     }
                     std::sync::Arc::from(format!("- {}", nested.get(2..).unwrap_or("")))
@@ -462,12 +456,13 @@ mod tests {
     fn rendering_a_resource_at_a_time_writes_what_the_whole_config_rendering_writes() {
         use crate::admin::store::{changes, next_metas};
         let mut renderer = YamlRenderer::default();
-        let mut previous = v1::Config::default();
+        let mut previous = SharedConfig::default();
         let mut metas = Metas::new();
         let mut check = |config: v1::Config, what: &str| {
-            metas = next_metas(&metas, &changes(&previous, &config), 1, None);
-            assert_eq!(renderer.render(&config, &metas), to_yaml(&config), "{what}");
-            previous = config;
+            let shared = SharedConfig::from(config.clone());
+            metas = next_metas(&metas, &changes(&previous, &shared), 1, None);
+            assert_eq!(renderer.render(&shared, &metas), to_yaml(&config), "{what}");
+            previous = shared;
         };
         for file in ["full.yaml", "every_plugin.yaml", "map_keys_with_dots_and_slashes.yaml", "empty.yaml"] {
             let path = format!("{}/../proto/testdata/config/valid/{file}", env!("CARGO_MANIFEST_DIR"));

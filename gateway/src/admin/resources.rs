@@ -13,6 +13,7 @@ use crate::admin::edit::Edit;
 use crate::admin::json;
 use crate::admin::store::{Head, Meta, Metas, Stored};
 use crate::admin::write::{Writer, Written, error};
+use crate::shared::SharedConfig;
 
 /// One kind of resource: where it lives in the config and how it is keyed.
 pub trait Kind:
@@ -25,8 +26,11 @@ pub trait Kind:
     const LABEL: &'static str;
     fn id(&self) -> &str;
     fn labels(&self) -> Option<&BTreeMap<String, String>>;
-    fn items(config: &v1::Config) -> &Vec<Self>;
-    fn items_mut(config: &mut v1::Config) -> &mut Vec<Self>;
+    fn items(config: &SharedConfig) -> &Vec<Arc<Self>>;
+    fn items_mut(config: &mut SharedConfig) -> &mut Vec<Arc<Self>>;
+    /// The collection in the proto config.
+    fn proto_items(config: &v1::Config) -> &Vec<Self>;
+    fn proto_items_mut(config: &mut v1::Config) -> &mut Vec<Self>;
     fn into_value(self) -> v1::resource::Value;
     /// The resource when `value` is of this kind.
     fn from_value(value: v1::resource::Value) -> Option<Self>;
@@ -46,10 +50,16 @@ macro_rules! kind {
                 #[allow(unreachable_code)]
                 None
             }
-            fn items(config: &v1::Config) -> &Vec<Self> {
+            fn items(config: &SharedConfig) -> &Vec<Arc<Self>> {
                 &config.$coll
             }
-            fn items_mut(config: &mut v1::Config) -> &mut Vec<Self> {
+            fn items_mut(config: &mut SharedConfig) -> &mut Vec<Arc<Self>> {
+                &mut config.$coll
+            }
+            fn proto_items(config: &v1::Config) -> &Vec<Self> {
+                &config.$coll
+            }
+            fn proto_items_mut(config: &mut v1::Config) -> &mut Vec<Self> {
                 &mut config.$coll
             }
             fn into_value(self) -> v1::resource::Value {
@@ -138,6 +148,7 @@ pub fn list<R: Kind>(
     };
     let mut items: Vec<&R> = R::items(&stored.config)
         .iter()
+        .map(|r| &**r)
         .filter(|r| after.as_deref().is_none_or(|a| r.id() > a))
         .filter(|r| matches(r.labels(), selector))
         .collect();
@@ -228,7 +239,7 @@ pub async fn update<R: Kind>(writer: &Writer, r: Option<R>, expected: i64) -> Re
             let items = R::items(head.config);
             let index = items.iter().position(|x| x.id() == id).ok_or_else(|| not_found::<R>(id))?;
             expect(head, R::KIND, id, expected)?;
-            Ok(Edit::Put(restore::<R>(&r, items.get(index), index)?.into_value()))
+            Ok(Edit::Put(restore::<R>(&r, items.get(index).map(|o| &**o), index)?.into_value()))
         })
         .await?;
     written_back::<R>(written, &id)

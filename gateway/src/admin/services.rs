@@ -16,6 +16,7 @@ use crate::admin::json;
 use crate::admin::resources::Kind;
 use crate::admin::store::{Change, Head, changes};
 use crate::admin::write::{Writer, rejected, violations};
+use crate::shared::SharedConfig;
 
 /// What this node tells about itself.
 pub struct Node {
@@ -30,10 +31,10 @@ pub(crate) fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
 
 /// Secrets of `new` sent as the marker take the value stored for the same
 /// resource; returns the paths of markers with nothing stored.
-fn restore_kind<R: Kind>(new: &mut v1::Config, old: &v1::Config) -> Result<Vec<String>, Status> {
+fn restore_kind<R: Kind>(new: &mut v1::Config, old: &SharedConfig) -> Result<Vec<String>, Status> {
     let mut missing = Vec::new();
-    for (i, r) in R::items_mut(new).iter_mut().enumerate() {
-        let stored = R::items(old).iter().find(|o| o.id() == r.id());
+    for (i, r) in R::proto_items_mut(new).iter_mut().enumerate() {
+        let stored = R::items(old).iter().find(|o| o.id() == r.id()).map(|o| &**o);
         let (restored, m) =
             json::restore(r, stored, &format!("{}[{i}]", R::COLLECTION)).map_err(Status::invalid_argument)?;
         *r = restored;
@@ -42,7 +43,7 @@ fn restore_kind<R: Kind>(new: &mut v1::Config, old: &v1::Config) -> Result<Vec<S
     Ok(missing)
 }
 
-fn restore_config(new: &mut v1::Config, old: &v1::Config) -> Result<Vec<String>, Status> {
+fn restore_config(new: &mut v1::Config, old: &SharedConfig) -> Result<Vec<String>, Status> {
     let mut missing = restore_kind::<v1::Route>(new, old)?;
     missing.extend(restore_kind::<v1::Service>(new, old)?);
     missing.extend(restore_kind::<v1::Upstream>(new, old)?);
@@ -65,7 +66,7 @@ fn secret_violations(missing: Vec<String>) -> Vec<v1::Violation> {
 }
 
 /// The diff between two configs, resource by resource, field by field.
-pub fn config_diff(old: &v1::Config, new: &v1::Config) -> v1::ConfigDiff {
+pub fn config_diff(old: &SharedConfig, new: &SharedConfig) -> v1::ConfigDiff {
     diff_of(changes(old, new))
 }
 
@@ -123,15 +124,16 @@ impl v1::config_service_server::ConfigService for Configs {
             let mut config = new.clone();
             let missing = restore_config(&mut config, head.config)?;
             if !missing.is_empty() {
-                return Err(rejected(&config, &secret_violations(missing)));
+                return Err(rejected(&SharedConfig::from(config), &secret_violations(missing)));
             }
             Ok(config)
         };
         if q.dry_run {
             let stored = self.writer.store.current();
             let config = prepare(&stored.head())?;
-            let diff = config_diff(&stored.config, &config);
-            if config != *stored.config {
+            let shared = SharedConfig::from(config.clone());
+            let diff = config_diff(&stored.config, &shared);
+            if shared != *stored.config {
                 self.writer.check(config).await?;
             }
             return Ok(Response::new(v1::ApplyConfigResponse { revision: stored.revision, diff: Some(diff) }));
@@ -164,7 +166,7 @@ impl v1::config_service_server::ConfigService for Configs {
     ) -> Result<Response<v1::ExportConfigResponse>, Status> {
         let stored = self.writer.store.current();
         Ok(Response::new(v1::ExportConfigResponse {
-            config: Some(json::redact(&*stored.config)),
+            config: Some(json::redact(&stored.config.to_proto())),
             revision: stored.revision,
             config_hash: stored.hash.clone(),
         }))

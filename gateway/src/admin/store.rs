@@ -41,6 +41,7 @@ use tokio::sync::broadcast;
 
 use crate::Live;
 use crate::admin::json;
+use crate::shared::SharedConfig;
 use crate::snapshot::Snapshot;
 
 /// A resource's place in the config: its kind and id.
@@ -96,7 +97,7 @@ impl Meta {
 
 /// The config at one store revision.
 pub struct Stored {
-    pub config: Arc<v1::Config>,
+    pub config: Arc<SharedConfig>,
     pub revision: i64,
     pub metas: Metas,
     /// [`json::config_hash`] of `config`.
@@ -137,7 +138,7 @@ impl Stored {
 /// batch left it.
 #[derive(Clone, Copy)]
 pub struct Head<'a> {
-    pub config: &'a v1::Config,
+    pub config: &'a SharedConfig,
     pub metas: &'a Metas,
     pub revision: i64,
 }
@@ -232,26 +233,29 @@ pub trait ConfigStore: Send + Sync + 'static {
 }
 
 /// Every resource of a config by key, as the `Resource` oneof.
-pub fn resources(config: &v1::Config) -> BTreeMap<Key, v1::Resource> {
+pub fn resources(config: &SharedConfig) -> BTreeMap<Key, v1::Resource> {
     use v1::resource::{Kind, Value};
     let mut out = BTreeMap::new();
     let mut put = |kind: Kind, id: &str, value: Value| {
         out.insert((kind, id.to_owned()), v1::Resource { value: Some(value) });
     };
-    config.routes.iter().for_each(|r| put(Kind::Route, &r.id, Value::Route(r.clone())));
-    config.services.iter().for_each(|r| put(Kind::Service, &r.id, Value::Service(r.clone())));
-    config.upstreams.iter().for_each(|r| put(Kind::Upstream, &r.id, Value::Upstream(r.clone())));
-    config.consumers.iter().for_each(|r| put(Kind::Consumer, &r.username, Value::Consumer(r.clone())));
-    config.ssls.iter().for_each(|r| put(Kind::Ssl, &r.id, Value::Ssl(r.clone())));
-    config.global_rules.iter().for_each(|r| put(Kind::GlobalRule, &r.id, Value::GlobalRule(r.clone())));
-    config.plugin_configs.iter().for_each(|r| put(Kind::PluginConfig, &r.id, Value::PluginConfig(r.clone())));
+    config.routes.iter().for_each(|r| put(Kind::Route, &r.id, Value::Route(v1::Route::clone(r))));
+    config.services.iter().for_each(|r| put(Kind::Service, &r.id, Value::Service(v1::Service::clone(r))));
+    config.upstreams.iter().for_each(|r| put(Kind::Upstream, &r.id, Value::Upstream(v1::Upstream::clone(r))));
+    config.consumers.iter().for_each(|r| put(Kind::Consumer, &r.username, Value::Consumer(v1::Consumer::clone(r))));
+    config.ssls.iter().for_each(|r| put(Kind::Ssl, &r.id, Value::Ssl(v1::Ssl::clone(r))));
+    config.global_rules.iter().for_each(|r| put(Kind::GlobalRule, &r.id, Value::GlobalRule(v1::GlobalRule::clone(r))));
+    config
+        .plugin_configs
+        .iter()
+        .for_each(|r| put(Kind::PluginConfig, &r.id, Value::PluginConfig(v1::PluginConfig::clone(r))));
     out
 }
 
 /// `config` with each collection in id order: what a store that keeps
 /// resources by key (etcd) builds from them, for a config without duplicate
 /// ids (which validation refuses anyway).
-pub fn sort_by_id(mut c: v1::Config) -> v1::Config {
+pub fn sort_by_id(mut c: SharedConfig) -> SharedConfig {
     c.routes.sort_by(|a, b| a.id.cmp(&b.id));
     c.services.sort_by(|a, b| a.id.cmp(&b.id));
     c.upstreams.sort_by(|a, b| a.id.cmp(&b.id));
@@ -270,8 +274,9 @@ fn resource_hash(r: &v1::Resource) -> String {
 pub type Change = (Key, Option<v1::Resource>, Option<v1::Resource>);
 
 /// The resources that differ between two configs, by key. Compares in
-/// place and clones only what changed: it runs for every write.
-pub fn changes(old: &v1::Config, new: &v1::Config) -> Vec<Change> {
+/// place (a resource the two share is not even compared) and clones only
+/// what changed: it runs for every write.
+pub fn changes(old: &SharedConfig, new: &SharedConfig) -> Vec<Change> {
     use v1::resource::{Kind, Value};
     let mut out = Vec::new();
     diff_collection(&old.routes, &new.routes, Kind::Route, |r| &r.id, Value::Route, &mut out);
@@ -293,28 +298,29 @@ pub fn changes(old: &v1::Config, new: &v1::Config) -> Vec<Change> {
 }
 
 fn diff_collection<T: PartialEq + Clone>(
-    old: &[T],
-    new: &[T],
+    old: &[Arc<T>],
+    new: &[Arc<T>],
     kind: v1::resource::Kind,
     id: fn(&T) -> &String,
     wrap: fn(T) -> v1::resource::Value,
     out: &mut Vec<Change>,
 ) {
     let resource = |t: &T| v1::Resource { value: Some(wrap(t.clone())) };
+    let same = |a: &Arc<T>, b: &Arc<T>| Arc::ptr_eq(a, b) || a == b;
     // The usual write: same ids in the same order, one or a few changed.
-    if old.len() == new.len() && old.iter().zip(new).all(|(a, b)| id(a) == id(b)) {
+    if old.len() == new.len() && old.iter().zip(new).all(|(a, b)| Arc::ptr_eq(a, b) || id(a) == id(b)) {
         for (a, b) in old.iter().zip(new) {
-            if a != b {
+            if !same(a, b) {
                 out.push(((kind, id(b).clone()), Some(resource(a)), Some(resource(b))));
             }
         }
         return;
     }
-    let before: std::collections::HashMap<&String, &T> = old.iter().map(|t| (id(t), t)).collect();
-    let after: std::collections::HashSet<&String> = new.iter().map(id).collect();
+    let before: std::collections::HashMap<&String, &Arc<T>> = old.iter().map(|t| (id(t), t)).collect();
+    let after: std::collections::HashSet<&String> = new.iter().map(|t| id(t)).collect();
     for b in new {
         match before.get(id(b)) {
-            Some(a) if *a == b => {}
+            Some(a) if same(a, b) => {}
             a => out.push(((kind, id(b).clone()), a.map(|a| resource(a)), Some(resource(b)))),
         }
     }
@@ -561,7 +567,7 @@ impl FileConfigStore {
         keep_versions: u32,
         live: Arc<Live>,
         text: String,
-        config: Arc<v1::Config>,
+        config: Arc<SharedConfig>,
         node_id: String,
     ) -> FileConfigStore {
         remove_stale_temp_files(&path);
@@ -983,7 +989,7 @@ mod tests {
     }
 
     fn snapshot(c: &v1::Config) -> Snapshot {
-        match Snapshot::build(Arc::new(c.clone()), Timeouts::DEFAULT, None) {
+        match Snapshot::build(Arc::new(c.clone().into()), Timeouts::DEFAULT, None) {
             Ok(s) => s,
             Err(e) => panic!("{e}"),
         }
@@ -1005,7 +1011,7 @@ mod tests {
         .into_iter()
         .collect();
         let stored = Stored {
-            config: Arc::new(v1::Config::default()),
+            config: Arc::default(),
             revision: 7,
             metas: metas.clone(),
             hash: String::new(),
@@ -1043,7 +1049,7 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         let live = Arc::new(Live::new(snapshot(&c)));
-        Arc::new(FileConfigStore::open(path.to_path_buf(), 2, live, text, Arc::new(c), "n".into()))
+        Arc::new(FileConfigStore::open(path.to_path_buf(), 2, live, text, Arc::new(c.into()), "n".into()))
     }
 
     #[tokio::test]
@@ -1074,8 +1080,8 @@ mod tests {
         let stored = Stored {
             revision: 2,
             metas: Metas::new(),
-            hash: json::config_hash(&c),
-            config: Arc::new(c.clone()),
+            hash: json::config_hash(&c.clone().into()),
+            config: Arc::new(c.clone().into()),
             applied_time: SystemTime::now(),
         };
         let writes = vec![Proposed { revision: 2, metas: Metas::new(), changes: Vec::new() }];

@@ -50,7 +50,7 @@ pub struct Consumers {
 impl Consumers {
     /// Indexes the consumers. Their plugins are built here too (with an
     /// empty consumer index: a consumer's auth plugins never run).
-    pub fn build(consumers: &[v1::Consumer], cx: &mut BuildCx<'_>, errors: &mut Vec<String>) -> Consumers {
+    pub fn build(consumers: &[Arc<v1::Consumer>], cx: &mut BuildCx<'_>, errors: &mut Vec<String>) -> Consumers {
         let mut out = Consumers::default();
         for (i, c) in consumers.iter().enumerate() {
             let scope = format!("consumers[{i}] ({})", c.username);

@@ -231,7 +231,7 @@ impl Snapshot {
                 priority: r.priority,
             });
         }
-        let certificates = match Certificates::build(&config.ssls) {
+        let certificates = match Certificates::build(&config.ssls, previous.map(|p| &p.certificates)) {
             Ok(c) => c,
             Err(e) => {
                 errors.push(e);

@@ -53,15 +53,28 @@ pub struct Certificates {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// By the suffix after `*.` (`example.com` for `*.example.com`).
     wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// Each SSL resource and its parsed key, by the resource's address:
+    /// the next snapshot takes the parsed key of a resource it shares
+    /// rather than parse the PEM again (the `Arc` held keeps the address
+    /// unique).
+    parsed: HashMap<usize, (Arc<v1::Ssl>, Arc<CertifiedKey>)>,
 }
 
 impl Certificates {
-    pub fn build(ssls: &[Arc<v1::Ssl>]) -> Result<Certificates, String> {
+    /// Parses and indexes the SSL resources; a resource `previous` shares
+    /// (unchanged since that snapshot) keeps its parsed key, so that a
+    /// write pays for the certificates it changed, not for every one.
+    pub fn build(ssls: &[Arc<v1::Ssl>], previous: Option<&Certificates>) -> Result<Certificates, String> {
         let mut out = Certificates::default();
         for (i, ssl) in ssls.iter().enumerate() {
-            let ck = Arc::new(
-                CertifiedKey::from_pem(&ssl.cert, &ssl.key).map_err(|e| format!("ssls[{i}] ({}): {e}", ssl.id))?,
-            );
+            let address = Arc::as_ptr(ssl) as usize;
+            let ck = match previous.and_then(|p| p.parsed.get(&address)) {
+                Some((_, ck)) => ck.clone(),
+                None => Arc::new(
+                    CertifiedKey::from_pem(&ssl.cert, &ssl.key).map_err(|e| format!("ssls[{i}] ({}): {e}", ssl.id))?,
+                ),
+            };
+            out.parsed.insert(address, (ssl.clone(), ck.clone()));
             for sni in &ssl.snis {
                 let sni = sni.to_ascii_lowercase();
                 match sni.strip_prefix("*.") {
@@ -108,5 +121,46 @@ impl TlsAccept for SniCallback {
                 None => log::debug!("tls: no certificate for server name {name:?}"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssl(id: &str, name: &str) -> Arc<v1::Ssl> {
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+        let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(v1::Ssl {
+            id: id.into(),
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+            snis: vec![name.to_owned()],
+            ..Default::default()
+        })
+    }
+
+    fn build(ssls: &[Arc<v1::Ssl>], previous: Option<&Certificates>) -> Certificates {
+        Certificates::build(ssls, previous).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A certificate the next snapshot shares is not parsed again; one
+    /// written anew is, even with the same text.
+    #[test]
+    fn a_snapshot_takes_the_parsed_keys_of_the_certificates_it_shares() {
+        let (a, b) = (ssl("a", "a.example"), ssl("b", "*.b.example"));
+        let first = build(&[a.clone(), b.clone()], None);
+        let same = |x: &Certificates, y: &Certificates, name: &str| match (x.find(name), y.find(name)) {
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => panic!("no certificate for {name}"),
+        };
+        let b_again = Arc::new(v1::Ssl::clone(&b));
+        let second = build(&[a.clone(), b_again], Some(&first));
+        assert!(same(&first, &second, "a.example"));
+        assert!(!same(&first, &second, "x.b.example"), "a new resource is parsed");
+        let third = build(&[a], Some(&second));
+        assert!(same(&first, &third, "a.example"));
+        assert!(third.find("x.b.example").is_none());
     }
 }

@@ -66,7 +66,7 @@ use crate::admin::store::{
     self, Batch, COLLECTIONS, Change, CommitError, Committed, ConfigStore, EventLog, Key, Meta, Proposed, Stored,
     collection,
 };
-use crate::shared::SharedConfig;
+use crate::shared::{SharedConfig, SharedResource};
 use crate::snapshot::{Snapshot, Timeouts};
 
 /// The etcd store's settings, from the bootstrap's `store.etcd`.
@@ -196,7 +196,7 @@ fn etcd_key(prefix: &str, (kind, id): &Key) -> String {
 }
 
 /// Parses one document; its id must be the key's.
-fn decode((kind, id): &Key, bytes: &[u8]) -> Result<v1::Resource, String> {
+fn decode((kind, id): &Key, bytes: &[u8]) -> Result<SharedResource, String> {
     use v1::resource::Value;
     fn parse<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
         serde_json::from_slice(b).map_err(|e| format!("not a valid document: {e}"))
@@ -214,7 +214,7 @@ fn decode((kind, id): &Key, bytes: &[u8]) -> Result<v1::Resource, String> {
     if own != *id {
         return Err(format!("its id `{own}` is not the one of its key (`{id}`)"));
     }
-    Ok(v1::Resource { value: Some(value) })
+    Ok(SharedResource::from(value))
 }
 
 fn encode(r: &v1::Resource) -> Vec<u8> {
@@ -233,23 +233,10 @@ fn encode(r: &v1::Resource) -> Vec<u8> {
 }
 
 /// The config holding `docs`, each collection ordered by id (every node
-/// builds the same config, hence the same hash, from the same keys).
-fn build_config<'a>(docs: impl Iterator<Item = &'a v1::Resource>) -> SharedConfig {
-    use v1::resource::Value;
-    let mut c = SharedConfig::default();
-    for r in docs {
-        match r.value.clone() {
-            Some(Value::Route(x)) => c.routes.push(Arc::new(x)),
-            Some(Value::Service(x)) => c.services.push(Arc::new(x)),
-            Some(Value::Upstream(x)) => c.upstreams.push(Arc::new(x)),
-            Some(Value::Consumer(x)) => c.consumers.push(Arc::new(x)),
-            Some(Value::Ssl(x)) => c.ssls.push(Arc::new(x)),
-            Some(Value::GlobalRule(x)) => c.global_rules.push(Arc::new(x)),
-            Some(Value::PluginConfig(x)) => c.plugin_configs.push(Arc::new(x)),
-            None => {}
-        }
-    }
-    c
+/// builds the same config, hence the same hash, from the same keys). The
+/// resources are the documents' own: a pointer each.
+fn build_config<'a>(docs: impl Iterator<Item = &'a SharedResource>) -> SharedConfig {
+    SharedConfig::from_resources(docs)
 }
 
 /// The applied documents by key: a persistent map, so that a commit or a
@@ -260,10 +247,11 @@ type Docs = imbl::OrdMap<Key, Doc>;
 /// Mod revision of every config key, as last seen (persistent, as [`Docs`]).
 type Raw = imbl::OrdMap<Key, i64>;
 
-/// A document applied, with its key's revisions.
+/// A document applied, with its key's revisions. The resource is the one
+/// the applied config holds (shared).
 #[derive(Clone)]
 struct Doc {
-    resource: v1::Resource,
+    resource: SharedResource,
     mod_rev: i64,
     create_rev: i64,
 }
@@ -273,7 +261,7 @@ fn meta(d: &Doc, update_time: Option<(i64, i32)>) -> Meta {
         revision: d.mod_rev,
         create_revision: d.create_rev,
         update_time,
-        hash: json::sha256(&d.resource.encode_to_vec()),
+        hash: json::sha256(&d.resource.to_resource().encode_to_vec()),
     }
 }
 
@@ -737,12 +725,13 @@ impl EtcdConfigStore {
                     (Some(d), Ok(())) => {
                         let old = docs.insert(key.clone(), d.clone()).map(|o| o.resource);
                         if old.as_ref() != Some(&d.resource) {
-                            changed.push((key.clone(), old, Some(d.resource.clone())));
+                            let old = old.map(|o| o.to_resource());
+                            changed.push((key.clone(), old, Some(d.resource.to_resource())));
                         }
                     }
                     (None, Ok(())) => {
                         if let Some(old) = docs.remove(key) {
-                            changed.push((key.clone(), Some(old.resource), None));
+                            changed.push((key.clone(), Some(old.resource.to_resource()), None));
                         }
                     }
                 }
@@ -1212,8 +1201,15 @@ impl EtcdConfigStore {
                             raw.insert(key.clone(), revision);
                             match decode(key, &bytes) {
                                 Ok(resource) => {
-                                    let same = new.as_ref() == Some(&resource);
+                                    let same =
+                                        new.as_ref().and_then(|n| n.value.as_ref()).is_some_and(|n| resource.is(n));
                                     exact &= same;
+                                    // The document holds the resource the
+                                    // written config holds: they share it.
+                                    let resource = match same {
+                                        true => batch.last.config.find(&resource).unwrap_or(resource),
+                                        false => resource,
+                                    };
                                     let create_rev = docs.get(key).map(|d| d.create_rev).unwrap_or(revision);
                                     let doc = Doc { resource, mod_rev: revision, create_rev };
                                     // The writer hashed what etcd now holds.
@@ -1428,11 +1424,11 @@ fn load_cache(s: &Settings, defaults: Timeouts) -> Result<(Snapshot, Docs, i64, 
     let cache: Cache = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let config: v1::Config = json::from_json(cache.config)?;
     let config = SharedConfig::from(config);
-    let docs = store::resources(&config)
-        .into_iter()
-        .map(|((kind, id), r)| {
+    let docs = config
+        .resources()
+        .map(|(kind, id, r)| {
             let (m, c) = cache.revisions.get(&format!("{}/{id}", kind.as_str_name())).copied().unwrap_or((0, 0));
-            ((kind, id), Doc { resource: r, mod_rev: m, create_rev: c })
+            ((kind, id.to_owned()), Doc { resource: r, mod_rev: m, create_rev: c })
         })
         .collect();
     let snapshot = check(config, defaults, None)?;
@@ -1597,8 +1593,10 @@ mod tests {
         assert!(decode(&key, br#"{"id":"u","nodes":[{"host":"127.0.0.1","port":1}]}"#).is_ok());
         assert!(decode(&key, br#"{"id":"v"}"#).is_err());
         assert!(decode(&key, b"not json").is_err());
-        let r = decode(&key, br#"{"id":"u","nodes":[{"host":"127.0.0.1","port":1}]}"#).unwrap_or_default();
-        assert_eq!(decode(&key, &encode(&r)).ok(), Some(r));
+        let r = decode(&key, br#"{"id":"u","nodes":[{"host":"127.0.0.1","port":1}]}"#)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_resource();
+        assert_eq!(decode(&key, &encode(&r)).map(|d| d.to_resource()).ok(), Some(r));
     }
 
     #[test]
@@ -1634,7 +1632,9 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         let config = SharedConfig::from(config);
-        let built = build_config(store::resources(&config).values());
+        let docs: std::collections::BTreeMap<Key, SharedResource> =
+            config.resources().map(|(kind, id, r)| ((kind, id.to_owned()), r)).collect();
+        let built = build_config(docs.values());
         let ids: Vec<&str> = built.routes.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["r1", "r10", "r2"]);
         assert_eq!(store::sort_by_id(config), built);

@@ -31,6 +31,48 @@ pub struct SharedConfig {
     pub plugin_configs: Vec<Arc<v1::PluginConfig>>,
 }
 
+/// Serialized as `v1::Config` is (proto-JSON: proto field names, empty
+/// collections left out), from the shared resources.
+impl serde::Serialize for SharedConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Items<'a, T>(&'a [Arc<T>]);
+        impl<T: serde::Serialize> serde::Serialize for Items<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().map(|i| &**i))
+            }
+        }
+        fn field<T: serde::Serialize, S: SerializeStruct>(
+            out: &mut S,
+            name: &'static str,
+            items: &[Arc<T>],
+        ) -> Result<(), S::Error> {
+            if items.is_empty() { Ok(()) } else { out.serialize_field(name, &Items(items)) }
+        }
+        let len = [
+            self.routes.is_empty(),
+            self.services.is_empty(),
+            self.upstreams.is_empty(),
+            self.consumers.is_empty(),
+            self.ssls.is_empty(),
+            self.global_rules.is_empty(),
+            self.plugin_configs.is_empty(),
+        ]
+        .iter()
+        .filter(|empty| !**empty)
+        .count();
+        let mut out = serializer.serialize_struct("pingora_config.v1.Config", len)?;
+        field(&mut out, "routes", &self.routes)?;
+        field(&mut out, "services", &self.services)?;
+        field(&mut out, "upstreams", &self.upstreams)?;
+        field(&mut out, "consumers", &self.consumers)?;
+        field(&mut out, "ssls", &self.ssls)?;
+        field(&mut out, "global_rules", &self.global_rules)?;
+        field(&mut out, "plugin_configs", &self.plugin_configs)?;
+        out.end()
+    }
+}
+
 /// Equal resources, a resource compared with itself at a pointer's cost.
 fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || x == y)
@@ -277,6 +319,10 @@ mod tests {
         let shared = SharedConfig::from(config.clone());
         assert_eq!(shared.encode_to_vec(), prost::Message::encode_to_vec(&config));
         assert_eq!(shared.to_proto(), config);
+        let json = |v: Result<String, serde_json::Error>| v.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json(serde_json::to_string(&shared)), json(serde_json::to_string(&config)), "as the proto config");
+        let empty = json(serde_json::to_string(&SharedConfig::default()));
+        assert_eq!(empty, json(serde_json::to_string(&v1::Config::default())));
         let copy = shared.clone();
         assert!(Arc::ptr_eq(&copy.routes[1], &shared.routes[1]), "a copy shares the resources");
         assert!(!shared.is_empty() && SharedConfig::default().is_empty());

@@ -293,9 +293,13 @@ fn an_etcd_outage_keeps_traffic_flowing_fails_writes_clearly_and_nodes_converge_
     for gw in [&a, &b, &d] {
         wait_serving(gw, "/hello", "origin", Duration::from_secs(5));
     }
-    // D has cached the config (written at most 200 ms after a change); it
-    // stops before the outage.
-    thread::sleep(Duration::from_millis(700));
+    // D has cached the config (written 200 ms after a change, at most a
+    // second after the cache write before); it stops before the outage.
+    let cache = d.dir.path().join("cache");
+    d.wait_for("D's disk cache to hold route r", Duration::from_secs(5), || {
+        let files = std::fs::read_dir(&cache).into_iter().flatten().flatten();
+        files.filter_map(|f| std::fs::read_to_string(f.path()).ok()).any(|text| text.contains("/hello"))
+    });
     d.kill();
 
     // Traffic on A and B for the whole outage.

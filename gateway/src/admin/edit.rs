@@ -40,8 +40,8 @@ impl From<v1::Config> for Edit {
 
 /// What an edit did.
 pub(crate) enum Applied {
-    /// Nothing changed; the edit is given back.
-    Unchanged(Edit),
+    /// Nothing changed; a put's resource is given back.
+    Unchanged(Option<Value>),
     /// The resources changed (key order), and how to take it back.
     Changed(Vec<Change>, Undo),
 }
@@ -76,7 +76,7 @@ pub(crate) fn apply(config: &mut Arc<SharedConfig>, edit: Edit, ordered: bool) -
             // Only the order differs when no resource changed (and order
             // matters for routes of equal precedence).
             if changes.is_empty() && new == **config {
-                return Applied::Unchanged(Edit::Whole(new.to_proto()));
+                return Applied::Unchanged(None);
             }
             share_unchanged(&mut new, config);
             let old = std::mem::replace(config, Arc::new(new));
@@ -99,7 +99,7 @@ pub(crate) fn apply(config: &mut Arc<SharedConfig>, edit: Edit, ordered: bool) -
             K::Ssl => remove::<v1::Ssl>(config, key),
             K::GlobalRule => remove::<v1::GlobalRule>(config, key),
             K::PluginConfig => remove::<v1::PluginConfig>(config, key),
-            K::Unspecified => Applied::Unchanged(Edit::Remove(key)),
+            K::Unspecified => Applied::Unchanged(None),
         },
     }
 }
@@ -159,7 +159,7 @@ fn put<R: Kind>(config: &mut Arc<SharedConfig>, r: R, ordered: bool) -> Applied 
     let items = R::items(config);
     let found = items.iter().position(|x| x.id() == r.id());
     if found.is_some_and(|i| *items[i] == r) {
-        return Applied::Unchanged(Edit::Put(r.into_value()));
+        return Applied::Unchanged(Some(r.into_value()));
     }
     let key = (R::KIND, r.id().to_owned());
     let new = resource(r.clone());
@@ -181,7 +181,7 @@ fn put<R: Kind>(config: &mut Arc<SharedConfig>, r: R, ordered: bool) -> Applied 
 
 fn remove<R: Kind>(config: &mut Arc<SharedConfig>, key: Key) -> Applied {
     let Some(index) = R::items(config).iter().position(|x| x.id() == key.1) else {
-        return Applied::Unchanged(Edit::Remove(key));
+        return Applied::Unchanged(None);
     };
     let old = Arc::unwrap_or_clone(R::items_mut(Arc::make_mut(config)).remove(index)).into_value();
     let change = (key, Some(v1::Resource { value: Some(old.clone()) }), None);

@@ -604,12 +604,7 @@ fn step(work: &mut Work, change: &Change, ordered: bool) -> Result<Stepped, Stat
     // there; a remove removes: the ids stay unique.
     let ids_unique = !matches!(edit, Edit::Whole(_));
     let (changes, undo) = match edit::apply(&mut work.config, edit, ordered) {
-        Applied::Unchanged(edit) => {
-            return Ok(Stepped::Unchanged(match edit {
-                Edit::Put(v) => Some(v),
-                _ => None,
-            }));
-        }
+        Applied::Unchanged(put) => return Ok(Stepped::Unchanged(put)),
         Applied::Changed(changes, undo) => (changes, undo),
     };
     if !valid_by_its_changes(&work.config, &changes, ids_unique)

@@ -15,7 +15,7 @@ use v1::resource::{Kind as K, Value};
 
 use crate::admin::resources::Kind;
 use crate::admin::store::{self, Change, Key};
-use crate::shared::SharedConfig;
+use crate::shared::{SharedConfig, SharedResource};
 
 /// One write's edit of the config. (A route is large, but an edit is made
 /// once per write and moved into the config: boxing it would only add an
@@ -38,7 +38,9 @@ impl From<v1::Config> for Edit {
     }
 }
 
-/// What an edit did.
+/// What an edit did. (Large when a put changed nothing, as [`Edit`] is:
+/// it is returned once per write and matched at once.)
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Applied {
     /// Nothing changed; a put's resource is given back.
     Unchanged(Option<Value>),
@@ -50,16 +52,17 @@ pub(crate) enum Applied {
 pub(crate) enum Undo {
     Whole(Arc<SharedConfig>),
     /// Put `old` back at `index` of the kind's collection, or, with no
-    /// `old`, remove what was added there.
+    /// `old`, remove what was added there. (The resource itself, still
+    /// shared with the revisions that hold it.)
     Put {
         kind: K,
         index: usize,
-        old: Option<Value>,
+        old: Option<SharedResource>,
     },
     /// Insert `old` again at `index`.
     Removed {
         index: usize,
-        old: Value,
+        old: SharedResource,
     },
 }
 
@@ -119,13 +122,13 @@ pub(crate) fn undo(config: &mut Arc<SharedConfig>, undo: Undo) {
             K::Unspecified => {}
         },
         Undo::Removed { index, old } => match old {
-            Value::Route(r) => insert_at(config, index, r),
-            Value::Service(r) => insert_at(config, index, r),
-            Value::Upstream(r) => insert_at(config, index, r),
-            Value::Consumer(r) => insert_at(config, index, r),
-            Value::Ssl(r) => insert_at(config, index, r),
-            Value::GlobalRule(r) => insert_at(config, index, r),
-            Value::PluginConfig(r) => insert_at(config, index, r),
+            SharedResource::Route(r) => insert_at(config, index, r),
+            SharedResource::Service(r) => insert_at(config, index, r),
+            SharedResource::Upstream(r) => insert_at(config, index, r),
+            SharedResource::Consumer(r) => insert_at(config, index, r),
+            SharedResource::Ssl(r) => insert_at(config, index, r),
+            SharedResource::GlobalRule(r) => insert_at(config, index, r),
+            SharedResource::PluginConfig(r) => insert_at(config, index, r),
         },
     }
 }
@@ -166,10 +169,9 @@ fn put<R: Kind>(config: &mut Arc<SharedConfig>, r: R, ordered: bool) -> Applied 
     let items = R::items_mut(Arc::make_mut(config));
     match found {
         Some(index) => {
-            // A copy of the one replaced only when another revision shares it.
-            let old = Arc::unwrap_or_clone(std::mem::replace(&mut items[index], Arc::new(r))).into_value();
-            let change = (key, Some(v1::Resource { value: Some(old.clone()) }), Some(new));
-            Applied::Changed(vec![change], Undo::Put { kind: R::KIND, index, old: Some(old) })
+            let old = std::mem::replace(&mut items[index], Arc::new(r));
+            let change = (key, Some(resource(R::clone(&old))), Some(new));
+            Applied::Changed(vec![change], Undo::Put { kind: R::KIND, index, old: Some(R::into_shared(old)) })
         }
         None => {
             let index = if ordered { items.partition_point(|x| x.id() < r.id()) } else { items.len() };
@@ -183,23 +185,23 @@ fn remove<R: Kind>(config: &mut Arc<SharedConfig>, key: Key) -> Applied {
     let Some(index) = R::items(config).iter().position(|x| x.id() == key.1) else {
         return Applied::Unchanged(None);
     };
-    let old = Arc::unwrap_or_clone(R::items_mut(Arc::make_mut(config)).remove(index)).into_value();
-    let change = (key, Some(v1::Resource { value: Some(old.clone()) }), None);
-    Applied::Changed(vec![change], Undo::Removed { index, old })
+    let old = R::items_mut(Arc::make_mut(config)).remove(index);
+    let change = (key, Some(resource(R::clone(&old))), None);
+    Applied::Changed(vec![change], Undo::Removed { index, old: R::into_shared(old) })
 }
 
-fn put_back<R: Kind>(config: &mut Arc<SharedConfig>, index: usize, old: Option<Value>) {
+fn put_back<R: Kind>(config: &mut Arc<SharedConfig>, index: usize, old: Option<SharedResource>) {
     let items = R::items_mut(Arc::make_mut(config));
-    match old.and_then(R::from_value) {
-        Some(old) => items[index] = Arc::new(old),
+    match old.and_then(R::from_shared) {
+        Some(old) => items[index] = old,
         None => {
             items.remove(index);
         }
     }
 }
 
-fn insert_at<R: Kind>(config: &mut Arc<SharedConfig>, index: usize, r: R) {
-    R::items_mut(Arc::make_mut(config)).insert(index, Arc::new(r));
+fn insert_at<R: Kind>(config: &mut Arc<SharedConfig>, index: usize, r: Arc<R>) {
+    R::items_mut(Arc::make_mut(config)).insert(index, r);
 }
 
 #[cfg(test)]
@@ -250,6 +252,8 @@ mod tests {
             assert!(d.is_some_and(|d| Arc::ptr_eq(d, &base.upstreams[1])), "{edit:?} copied `d`");
             super::undo(&mut config, undo);
             assert_eq!(*config, *base, "{edit:?}");
+            let shared = config.upstreams.iter().zip(&base.upstreams).all(|(a, b)| Arc::ptr_eq(a, b));
+            assert!(shared, "{edit:?}: the undo put back copies");
         }
         // Nothing to change: the config is not even copied.
         for edit in [Edit::Put(upstream("b", 1)), Edit::Remove((K::Upstream, "x".into())), Edit::Whole(load(BASE))] {

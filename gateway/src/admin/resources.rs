@@ -13,7 +13,7 @@ use crate::admin::edit::Edit;
 use crate::admin::json;
 use crate::admin::store::{Head, Meta, Metas, Stored};
 use crate::admin::write::{Writer, Written, error};
-use crate::shared::SharedConfig;
+use crate::shared::{SharedConfig, SharedResource};
 
 /// One kind of resource: where it lives in the config and how it is keyed.
 pub trait Kind:
@@ -34,6 +34,9 @@ pub trait Kind:
     fn into_value(self) -> v1::resource::Value;
     /// The resource when `value` is of this kind.
     fn from_value(value: v1::resource::Value) -> Option<Self>;
+    fn into_shared(r: Arc<Self>) -> SharedResource;
+    /// The resource when `r` is of this kind.
+    fn from_shared(r: SharedResource) -> Option<Arc<Self>>;
 }
 
 macro_rules! kind {
@@ -68,6 +71,15 @@ macro_rules! kind {
             fn from_value(value: v1::resource::Value) -> Option<Self> {
                 match value {
                     v1::resource::Value::$ty(r) => Some(r),
+                    _ => None,
+                }
+            }
+            fn into_shared(r: Arc<Self>) -> SharedResource {
+                SharedResource::$ty(r)
+            }
+            fn from_shared(r: SharedResource) -> Option<Arc<Self>> {
+                match r {
+                    SharedResource::$ty(r) => Some(r),
                     _ => None,
                 }
             }

@@ -234,22 +234,7 @@ pub trait ConfigStore: Send + Sync + 'static {
 
 /// Every resource of a config by key, as the `Resource` oneof.
 pub fn resources(config: &SharedConfig) -> BTreeMap<Key, v1::Resource> {
-    use v1::resource::{Kind, Value};
-    let mut out = BTreeMap::new();
-    let mut put = |kind: Kind, id: &str, value: Value| {
-        out.insert((kind, id.to_owned()), v1::Resource { value: Some(value) });
-    };
-    config.routes.iter().for_each(|r| put(Kind::Route, &r.id, Value::Route(v1::Route::clone(r))));
-    config.services.iter().for_each(|r| put(Kind::Service, &r.id, Value::Service(v1::Service::clone(r))));
-    config.upstreams.iter().for_each(|r| put(Kind::Upstream, &r.id, Value::Upstream(v1::Upstream::clone(r))));
-    config.consumers.iter().for_each(|r| put(Kind::Consumer, &r.username, Value::Consumer(v1::Consumer::clone(r))));
-    config.ssls.iter().for_each(|r| put(Kind::Ssl, &r.id, Value::Ssl(v1::Ssl::clone(r))));
-    config.global_rules.iter().for_each(|r| put(Kind::GlobalRule, &r.id, Value::GlobalRule(v1::GlobalRule::clone(r))));
-    config
-        .plugin_configs
-        .iter()
-        .for_each(|r| put(Kind::PluginConfig, &r.id, Value::PluginConfig(v1::PluginConfig::clone(r))));
-    out
+    config.resources().map(|(kind, id, r)| ((kind, id.to_owned()), r.to_resource())).collect()
 }
 
 /// `config` with each collection in id order: what a store that keeps

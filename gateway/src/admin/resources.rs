@@ -29,7 +29,6 @@ pub trait Kind:
     fn items(config: &SharedConfig) -> &Vec<Arc<Self>>;
     fn items_mut(config: &mut SharedConfig) -> &mut Vec<Arc<Self>>;
     /// The collection in the proto config.
-    fn proto_items(config: &v1::Config) -> &Vec<Self>;
     fn proto_items_mut(config: &mut v1::Config) -> &mut Vec<Self>;
     fn into_value(self) -> v1::resource::Value;
     /// The resource when `value` is of this kind.
@@ -58,9 +57,6 @@ macro_rules! kind {
             }
             fn items_mut(config: &mut SharedConfig) -> &mut Vec<Arc<Self>> {
                 &mut config.$coll
-            }
-            fn proto_items(config: &v1::Config) -> &Vec<Self> {
-                &config.$coll
             }
             fn proto_items_mut(config: &mut v1::Config) -> &mut Vec<Self> {
                 &mut config.$coll
